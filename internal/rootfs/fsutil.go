@@ -1,0 +1,371 @@
+package rootfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// procPath names dirfd/name for the l*xattr calls, which have no *at form
+// before Linux 6.13: the kernel resolves the fd's magic link to the directory
+// itself and, the l* calls not following the last component, never leaves it.
+func procPath(dirfd int, name string) string {
+	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
+}
+
+// getXattrs returns all xattrs of dirfd/name (not following a symlink).
+func getXattrs(dirfd int, name string) (map[string][]byte, error) {
+	p := procPath(dirfd, name)
+	return readXattrs(name, func(b []byte) (int, error) { return unix.Llistxattr(p, b) },
+		func(k string, b []byte) (int, error) { return unix.Lgetxattr(p, k, b) })
+}
+
+// fdXattrs returns all xattrs of open file fd, cheaper than by name.
+func fdXattrs(fd int, name string) (map[string][]byte, error) {
+	return readXattrs(name, func(b []byte) (int, error) { return unix.Flistxattr(fd, b) },
+		func(k string, b []byte) (int, error) { return unix.Fgetxattr(fd, k, b) })
+}
+
+func readXattrs(name string, list func([]byte) (int, error), get func(string, []byte) (int, error)) (map[string][]byte, error) {
+	buf := make([]byte, 1024)
+	var n int
+	var err error
+	for {
+		n, err = list(buf)
+		if err != unix.ERANGE {
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	if err == unix.ENOTSUP {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listxattr %s: %w", name, err)
+	}
+	var xa map[string][]byte
+	for _, k := range bytes.Split(buf[:n], []byte{0}) {
+		if len(k) == 0 {
+			continue
+		}
+		v := make([]byte, 256)
+		for {
+			n, err = get(string(k), v)
+			if err != unix.ERANGE {
+				break
+			}
+			v = make([]byte, 2*len(v))
+		}
+		if err == unix.ENODATA {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("getxattr %s %s: %w", name, k, err)
+		}
+		if xa == nil {
+			xa = map[string][]byte{}
+		}
+		xa[string(k)] = v[:n]
+	}
+	return xa, nil
+}
+
+// setXattrs sets the xattrs want on dirfd/name and removes the others for
+// which prune is true. A nil prune means a new file: nothing to remove.
+func setXattrs(dirfd int, name string, want map[string][]byte, prune func(string) bool) error {
+	var have map[string][]byte
+	if prune != nil {
+		var err error
+		if have, err = getXattrs(dirfd, name); err != nil {
+			return err
+		}
+	}
+	p := procPath(dirfd, name)
+	for k := range have {
+		if _, ok := want[k]; !ok && prune(k) {
+			if err := unix.Lremovexattr(p, k); err != nil && err != unix.ENODATA {
+				return fmt.Errorf("removexattr %s %s: %w", name, k, err)
+			}
+		}
+	}
+	for k, v := range want {
+		if hv, ok := have[k]; ok && bytes.Equal(hv, v) {
+			continue // e.g. an identical security label the LSM may refuse to rewrite
+		}
+		if err := unix.Lsetxattr(p, k, v, 0); err != nil {
+			return fmt.Errorf("setxattr %s %s: %w", name, k, err)
+		}
+	}
+	return nil
+}
+
+// chmodAt changes the mode of dirfd/name, which must not be a symlink,
+// without following a symlink should one have been planted there.
+func chmodAt(dirfd int, name string, mode uint32) error {
+	err := unix.Fchmodat(dirfd, name, mode, unix.AT_SYMLINK_NOFOLLOW)
+	if err != unix.EOPNOTSUPP {
+		return err
+	}
+	// Before Linux 6.6 (no fchmodat2): chmod through an O_PATH descriptor.
+	fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return unix.ELOOP
+	}
+	return unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode)
+}
+
+// openDirAt opens dirfd/name as a directory for reading, refusing symlinks.
+func openDirAt(dirfd int, name string) (*os.File, error) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// removeAt removes dirfd/name and, if it is a directory, everything below it.
+// A missing name is not an error.
+func removeAt(dirfd int, name string) error {
+	err := unix.Unlinkat(dirfd, name, 0)
+	if err == nil || err == unix.ENOENT {
+		return nil
+	}
+	if err != unix.EISDIR {
+		return fmt.Errorf("unlink %s: %w", name, err)
+	}
+	d, err := openDirAt(dirfd, name)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", name, err)
+	}
+	names, err := d.Readdirnames(-1)
+	for _, n := range names {
+		if err == nil {
+			err = removeAt(int(d.Fd()), n)
+		}
+	}
+	d.Close()
+	if err != nil {
+		return err
+	}
+	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("rmdir %s: %w", name, err)
+	}
+	return nil
+}
+
+// node is the saved state of one file for rollback. Metadata is kept in
+// memory (the backup directory may be on a filesystem without xattrs or
+// with different ownership rules); only regular file contents go to disk.
+type node struct {
+	mode       uint32 // st_mode, with type
+	uid, gid   uint32
+	rdev       uint64
+	atim, mtim unix.Timespec
+	xattrs     map[string][]byte
+	link       string           // symlink target
+	data       string           // regular file: copy of the contents
+	kids       map[string]*node // directory, when saved with its contents
+}
+
+// store saves nodes, copying file contents into dir.
+type store struct {
+	dir string
+	n   int
+}
+
+// save records dirfd/name: only its metadata when full is false (a directory
+// that is kept), otherwise also its contents and, for a directory, its whole
+// subtree.
+func (s *store) save(dirfd int, name string, full bool) (*node, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", name, err)
+	}
+	xa, err := getXattrs(dirfd, name)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{mode: st.Mode, uid: st.Uid, gid: st.Gid, rdev: st.Rdev, atim: st.Atim, mtim: st.Mtim, xattrs: xa}
+	if !full {
+		return n, nil
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", name, err)
+		}
+		src := os.NewFile(uintptr(fd), name)
+		defer src.Close()
+		s.n++
+		n.data = filepath.Join(s.dir, strconv.Itoa(s.n))
+		dst, err := os.OpenFile(n.data, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		_, err = io.Copy(dst, src) // copy_file_range when both sides allow it
+		if cerr := dst.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("backing up %s: %w", name, err)
+		}
+	case unix.S_IFLNK:
+		if n.link, err = readlinkAt(dirfd, name); err != nil {
+			return nil, err
+		}
+	case unix.S_IFDIR:
+		d, err := openDirAt(dirfd, name)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", name, err)
+		}
+		defer d.Close()
+		names, err := d.Readdirnames(-1)
+		if err != nil {
+			return nil, fmt.Errorf("readdir %s: %w", name, err)
+		}
+		n.kids = make(map[string]*node, len(names))
+		for _, k := range names {
+			if n.kids[k], err = s.save(int(d.Fd()), k, true); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// restore creates dirfd/name (which must not exist) as n was.
+func restore(dirfd int, name string, n *node) error {
+	var err error
+	switch n.mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		err = createFile(dirfd, name, func(dst *os.File) error {
+			src, err := os.Open(n.data)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			_, err = io.Copy(dst, src)
+			return err
+		})
+	case unix.S_IFLNK:
+		err = unix.Symlinkat(n.link, dirfd, name)
+	case unix.S_IFDIR:
+		if err = unix.Mkdirat(dirfd, name, 0o700); err != nil {
+			break
+		}
+		var d *os.File
+		if d, err = openDirAt(dirfd, name); err != nil {
+			break
+		}
+		for k, kid := range n.kids {
+			if err = restore(int(d.Fd()), k, kid); err != nil {
+				break
+			}
+		}
+		d.Close()
+	default: // device nodes, fifos, sockets of the new image
+		err = unix.Mknodat(dirfd, name, n.mode, int(n.rdev))
+	}
+	if err != nil {
+		return fmt.Errorf("restoring %s: %w", name, err)
+	}
+	return setMeta(dirfd, name, n, nil)
+}
+
+// setMeta gives dirfd/name the owner, mode, xattrs and times of n, removing
+// the xattrs selected by prune that n does not have (see setXattrs). Order
+// matters: chown clears setuid bits and file capabilities, so it goes first.
+func setMeta(dirfd int, name string, n *node, prune func(string) bool) error {
+	if err := unix.Fchownat(dirfd, name, int(n.uid), int(n.gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("chown %s: %w", name, err)
+	}
+	if n.mode&unix.S_IFMT != unix.S_IFLNK {
+		if err := chmodAt(dirfd, name, n.mode&0o7777); err != nil {
+			return fmt.Errorf("chmod %s: %w", name, err)
+		}
+	}
+	if err := setXattrs(dirfd, name, n.xattrs, prune); err != nil {
+		return err
+	}
+	return utimesAt(dirfd, name, n.atim, n.mtim)
+}
+
+func utimesAt(dirfd int, name string, atim, mtim unix.Timespec) error {
+	if err := unix.UtimesNanoAt(dirfd, name, []unix.Timespec{atim, mtim}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("utimes %s: %w", name, err)
+	}
+	return nil
+}
+
+func readlinkAt(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", fmt.Errorf("readlink %s: %w", name, err)
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+// createFile creates dirfd/name exclusively (never through a symlink) and
+// lets fill write it.
+func createFile(dirfd int, name string, fill func(*os.File) error) error {
+	fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	err = fill(f)
+	return errors.Join(err, f.Close())
+}
+
+// rawFD reads and writes a file descriptor directly: os.NewFile costs an
+// fcntl and an epoll registration per file, noticeable over thousands of
+// small files. The caller closes the descriptor.
+type rawFD int
+
+func (f rawFD) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(f), p)
+		if err == unix.EINTR {
+			continue
+		}
+		if n == 0 && err == nil && len(p) > 0 {
+			return 0, io.EOF
+		}
+		return max(n, 0), err
+	}
+}
+
+func (f rawFD) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Write(int(f), p[done:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		done += n
+	}
+	return done, nil
+}

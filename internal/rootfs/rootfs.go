@@ -1,0 +1,75 @@
+// Package rootfs moves the changes a container made to its overlay rootfs into
+// a new rootfs: Save archives an overlay upper directory, Apply replays that
+// archive onto the merged rootfs of a new container, all-or-nothing.
+//
+// The rootfs is hostile (the container wrote it), so nothing here follows a
+// symlink found in it: Save walks the upper directory through directory file
+// descriptors with O_NOFOLLOW/AT_SYMLINK_NOFOLLOW, and Apply resolves every
+// parent directory with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) and then
+// acts on the last component with *at calls that do not follow it.
+//
+// Archive format: a PAX tar (archive/tar). Names are relative and clean
+// ("a/b", directories "a/b/"), parents always precede their children.
+//   - regular files, directories, symlinks, hard links (TypeLink, to an
+//     earlier regular file of the same archive), with mode, uid/gid,
+//     mtime/atime (PAX, nanoseconds) and xattrs as SCHILY.xattr.<name>
+//     records (user.*, security.*, system.posix_acl_{access,default});
+//   - a deletion (overlay whiteout) is a zero-size TypeReg entry carrying the
+//     PAX record TARDIS.whiteout=1;
+//   - an opaque directory is a TypeDir entry carrying TARDIS.opaque=1; its
+//     children in the archive follow it.
+//   - the archive ends with a PAX global header (TypeXGlobalHeader) carrying
+//     TARDIS.end=<number of entries>, so that an archive cut at an entry
+//     boundary (which tar itself cannot tell from a complete one) is refused.
+//
+// PAX records were chosen over the AUFS ".wh.<name>" convention because they
+// cannot collide with a file the container really named ".wh.something".
+package rootfs
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrDamaged is wrapped by Apply's error when the archive is malformed or
+// hostile (absolute path, "..", device node, truncated, ...).
+var ErrDamaged = errors.New("damaged rootfs archive")
+
+// Stats counts archive entries. Hard links count as Files; opaque directories
+// count both as Dirs and OpaqueDirs; Bytes is regular file content.
+type Stats struct {
+	Files      int   `json:"files"`
+	Dirs       int   `json:"dirs"`
+	Symlinks   int   `json:"symlinks"`
+	Whiteouts  int   `json:"whiteouts"`
+	OpaqueDirs int   `json:"opaque_dirs"`
+	Bytes      int64 `json:"bytes"`
+}
+
+const (
+	paxWhiteout = "TARDIS.whiteout"
+	paxOpaque   = "TARDIS.opaque"
+	paxEnd      = "TARDIS.end"
+	paxXattr    = "SCHILY.xattr."
+	ovlXattr    = "trusted.overlay." // overlay's own bookkeeping in upper
+
+	// Files up to this size are read whole by one goroutine while another
+	// writes them; larger ones are streamed.
+	smallFile = 256 << 10
+)
+
+func damaged(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrDamaged}, args...)...)
+}
+
+// keepXattr says which xattrs are part of a file's content worth moving.
+// trusted.* is left out: trusted.overlay.* is overlay internals (read
+// separately by Save) and a restored trusted.overlay.* on a plain directory
+// could later be misread by overlayfs.
+func keepXattr(name string) bool {
+	switch {
+	case len(name) > 5 && name[:5] == "user.", len(name) > 9 && name[:9] == "security.":
+		return true
+	}
+	return name == "system.posix_acl_access" || name == "system.posix_acl_default"
+}

@@ -1,0 +1,270 @@
+package rootfs
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// makeLower builds the image layer both container incarnations share.
+func makeLower(t testing.TB, lower string) {
+	write(t, filepath.Join(lower, "a.txt"), "hello", 0o644)
+	write(t, filepath.Join(lower, "mod.txt"), "original", 0o644)
+	write(t, filepath.Join(lower, "del.txt"), "to be deleted", 0o600)
+	write(t, filepath.Join(lower, "gone/x"), "x", 0o644)
+	write(t, filepath.Join(lower, "gone/y/z"), "z", 0o644)
+	write(t, filepath.Join(lower, "repl/old1"), "old1", 0o644)
+	write(t, filepath.Join(lower, "repl/sub/old2"), "old2", 0o644)
+	write(t, filepath.Join(lower, "keep/k1"), "k1", 0o644)
+	write(t, filepath.Join(lower, "d/f"), "f", 0o644)
+	write(t, filepath.Join(lower, "f2d"), "file becoming a dir", 0o644)
+	write(t, filepath.Join(lower, "d2f/inner"), "dir becoming a file", 0o644)
+	must(t, os.Symlink("a.txt", filepath.Join(lower, "lnk")))
+	must(t, unix.Lsetxattr(filepath.Join(lower, "keep/k1"), "user.lower", []byte("L"), 0))
+}
+
+// mutate makes in root the changes an old container would have made.
+func mutate(t testing.TB, root string) {
+	p := func(s string) string { return filepath.Join(root, s) }
+	write(t, p("new.txt"), "new file", 0o640)
+	must(t, os.Lchown(p("new.txt"), 1234, 5678))
+	must(t, unix.Lsetxattr(p("new.txt"), "user.x", []byte("1\x00binary"), 0))
+	must(t, os.Chtimes(p("new.txt"), time.Unix(1e9, 123456789), time.Unix(1.2e9, 987654321)))
+	write(t, p("bin"), "#!/bin/sh\n", 0o755)
+	must(t, os.Chmod(p("bin"), 0o4751|os.ModeSetuid))
+	must(t, unix.Chmod(p("bin"), 0o4751))
+	// File capability CAP_NET_BIND_SERVICE (v2 format): binary security.* xattr.
+	capData := make([]byte, 20)
+	binary.LittleEndian.PutUint32(capData[0:], 0x02000001)
+	binary.LittleEndian.PutUint32(capData[4:], 1<<10)
+	must(t, unix.Lsetxattr(p("bin"), "security.capability", capData, 0))
+	must(t, os.Mkdir(p("tmp"), 0o755))
+	must(t, unix.Chmod(p("tmp"), 0o1777))
+	must(t, os.Symlink("/etc/passwd", p("newlink")))
+	write(t, p("newdir/sub/h1"), "hard", 0o600)
+	must(t, os.Link(p("newdir/sub/h1"), p("newdir/sub/h2")))
+	must(t, os.Lchown(p("newdir/sub/h1"), 42, 43))
+	write(t, p("mod.txt"), "modified!", 0o644)
+	must(t, os.Remove(p("del.txt")))
+	must(t, os.RemoveAll(p("gone")))
+	must(t, os.RemoveAll(p("repl")))
+	write(t, p("repl/new"), "new in opaque dir", 0o644)
+	must(t, os.Chmod(p("d"), 0o700))
+	write(t, p(".wh.fake"), "a real file with a whiteout-looking name", 0o644)
+	must(t, os.Remove(p("f2d")))
+	write(t, p("f2d/inner"), "now a dir", 0o644)
+	must(t, os.RemoveAll(p("d2f")))
+	write(t, p("d2f"), "now a file", 0o644)
+	must(t, unix.Lsetxattr(p("keep"), "user.y", []byte("dir xattr"), 0))
+	write(t, p("empty"), "", 0o444)
+	write(t, p("ünï cödé\nname"), "odd name", 0o644)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	write(t, p("big"), string(big), 0o644)
+}
+
+func TestRoundTripOverlay(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	lower := filepath.Join(dir, "lower")
+	makeLower(t, lower)
+	old, oldUpper := mountOverlay(t, lower, filepath.Join(dir, "old"))
+	mutate(t, old)
+	want := snapshot(t, old, true)
+
+	var archive bytes.Buffer
+	saved, err := Save(oldUpper, &archive)
+	must(t, err)
+	t.Logf("saved %+v, %d bytes", saved, archive.Len())
+	// Whiteouts: del.txt, gone. Opaque: repl, f2d (a dir made over a whiteout).
+	if saved.Whiteouts != 2 || saved.OpaqueDirs != 2 || saved.Symlinks != 1 {
+		t.Errorf("unexpected stats %+v", saved)
+	}
+	must(t, unix.Unmount(old, 0)) // the old incarnation is gone
+
+	newRoot, _ := mountOverlay(t, lower, filepath.Join(dir, "new"))
+	backup := t.TempDir()
+	u, applied, err := Apply(newRoot, bytes.NewReader(archive.Bytes()), backup)
+	must(t, err)
+	if applied != saved {
+		t.Errorf("Apply stats %+v, Save stats %+v", applied, saved)
+	}
+	sameTree(t, "new overlay after Apply", want, snapshot(t, newRoot, true))
+	must(t, u.Commit())
+	if ents, _ := os.ReadDir(backup); len(ents) != 0 {
+		t.Errorf("backup dir not empty after Commit: %v", ents)
+	}
+
+	// Without overlay: a plain copy of the image.
+	plain := filepath.Join(dir, "plain")
+	copyTree(t, lower, plain)
+	u, _, err = Apply(plain, bytes.NewReader(archive.Bytes()), backup)
+	must(t, err)
+	sameTree(t, "plain dir after Apply", want, snapshot(t, plain, true))
+	must(t, u.Commit())
+}
+
+func TestUndo(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	lower := filepath.Join(dir, "lower")
+	makeLower(t, lower)
+	old, oldUpper := mountOverlay(t, lower, filepath.Join(dir, "old"))
+	mutate(t, old)
+	var archive bytes.Buffer
+	_, err := Save(oldUpper, &archive)
+	must(t, err)
+
+	for _, overlay := range []bool{true, false} {
+		var root string
+		if overlay {
+			root, _ = mountOverlay(t, lower, filepath.Join(dir, "new"))
+		} else {
+			root = filepath.Join(dir, "plain")
+			copyTree(t, lower, root)
+		}
+		before := snapshot(t, root, false)
+		backup := t.TempDir()
+		u, _, err := Apply(root, bytes.NewReader(archive.Bytes()), backup)
+		must(t, err)
+		if diffTrees(before, snapshot(t, root, false)) == "" {
+			t.Fatal("Apply changed nothing")
+		}
+		must(t, u.Rollback())
+		sameTree(t, "after Rollback", before, snapshot(t, root, false))
+		must(t, u.Rollback()) // idempotent
+		sameTree(t, "after second Rollback", before, snapshot(t, root, false))
+		if ents, _ := os.ReadDir(backup); len(ents) != 0 {
+			t.Errorf("backup dir not empty after Rollback: %v", ents)
+		}
+		must(t, u.Commit())
+		if u.Rollback() == nil {
+			t.Error("Rollback after Commit succeeded")
+		}
+	}
+}
+
+// TestTruncated cuts an archive at every 512-byte block and checks that
+// Apply refuses it and leaves root exactly as it was, on an overlay whose
+// lower has the files the archive replaces, deletes and hides (opaque dir).
+func TestTruncated(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	lower := filepath.Join(dir, "lower")
+	makeLower(t, lower)
+	old, oldUpper := mountOverlay(t, lower, filepath.Join(dir, "old"))
+	mutate(t, old)
+	var archive bytes.Buffer
+	_, err := Save(oldUpper, &archive)
+	must(t, err)
+	full := archive.Bytes()
+
+	root, _ := mountOverlay(t, lower, filepath.Join(dir, "new"))
+	// Give root state of its own so that the rollback has work: a lower dir
+	// copied up with new metadata, a new file where the archive puts a dir.
+	must(t, os.Chmod(filepath.Join(root, "keep"), 0o711))
+	write(t, filepath.Join(root, "newdir"), "in the way", 0o600)
+	before := snapshot(t, root, false)
+	beforeDirs := snapshot(t, root, true)
+	backup := t.TempDir()
+	cuts := 0
+	// The archive ends with the trailer's header block, its PAX record block
+	// and two zero blocks. Once the record itself is in, nothing is missing
+	// (tar does not check the padding or zero blocks after it): cut anywhere
+	// before the record block, at block boundaries and inside blocks.
+	for cut := 100; cut < len(full)-1536; cut += 256 {
+		if len(full)-cut > 8192 && cut%(64*256) != 100 {
+			continue // the big file's body: a few cuts are enough
+		}
+		cuts++
+		_, _, err := Apply(root, bytes.NewReader(full[:cut]), backup)
+		if !errors.Is(err, ErrDamaged) {
+			t.Fatalf("cut at %d of %d: err = %v, want ErrDamaged", cut, len(full), err)
+		}
+		sameTree(t, "after failed Apply", before, snapshot(t, root, false))
+		if ents, _ := os.ReadDir(backup); len(ents) != 0 {
+			t.Fatalf("backup dir not empty after rollback: %v", ents)
+		}
+	}
+	t.Logf("%d cuts of a %d-byte archive", cuts, len(full))
+	// Directories present before keep their times through the rollbacks,
+	// except root itself (not compared by snapshot).
+	if d := diffTrees(beforeDirs, snapshot(t, root, true)); d != "" {
+		t.Logf("directory times changed (allowed):\n%s", d)
+	}
+}
+
+func TestSaveRefusesSpecialFiles(t *testing.T) {
+	requireRoot(t)
+	for _, tc := range []struct {
+		name string
+		make func(string) error
+	}{
+		{"fifo", func(p string) error { return unix.Mkfifo(p, 0o644) }},
+		{"device", func(p string) error { return unix.Mknod(p, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))) }},
+		{"socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o644, 0) }},
+		{"redirect", func(p string) error {
+			must(t, os.Mkdir(p, 0o755))
+			return unix.Lsetxattr(p, "trusted.overlay.redirect", []byte("/elsewhere"), 0)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			upper := t.TempDir()
+			write(t, filepath.Join(upper, "ok"), "ok", 0o644)
+			bad := filepath.Join(upper, "sub", "bad-"+tc.name)
+			must(t, os.MkdirAll(filepath.Dir(bad), 0o755))
+			must(t, tc.make(bad))
+			_, err := Save(upper, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), bad) {
+				t.Fatalf("err = %v, want one naming %s", err, bad)
+			}
+		})
+	}
+}
+
+// TestSaveOverlayMarkers checks the whiteout and opaque conventions on a
+// hand-made upper directory: char 0/0 and xattr whiteouts, opaque "y" vs "x".
+func TestSaveOverlayMarkers(t *testing.T) {
+	requireRoot(t)
+	upper := t.TempDir()
+	must(t, unix.Mknod(filepath.Join(upper, "wh-dev"), unix.S_IFCHR, 0))
+	write(t, filepath.Join(upper, "wh-xattr"), "", 0o644)
+	must(t, unix.Lsetxattr(filepath.Join(upper, "wh-xattr"), "trusted.overlay.whiteout", nil, 0))
+	must(t, os.Mkdir(filepath.Join(upper, "opaque"), 0o755))
+	must(t, unix.Lsetxattr(filepath.Join(upper, "opaque"), "trusted.overlay.opaque", []byte("y"), 0))
+	must(t, os.Mkdir(filepath.Join(upper, "notopaque"), 0o755))
+	must(t, unix.Lsetxattr(filepath.Join(upper, "notopaque"), "trusted.overlay.opaque", []byte("x"), 0))
+	must(t, unix.Lsetxattr(filepath.Join(upper, "notopaque"), "trusted.overlay.origin", []byte("junk"), 0))
+	var archive bytes.Buffer
+	st, err := Save(upper, &archive)
+	must(t, err)
+	if st != (Stats{Dirs: 2, Whiteouts: 2, OpaqueDirs: 1}) {
+		t.Fatalf("stats %+v", st)
+	}
+	if bytes.Contains(archive.Bytes(), []byte("trusted.overlay")) {
+		t.Fatal("overlay internals leaked into the archive")
+	}
+	root := t.TempDir()
+	write(t, filepath.Join(root, "wh-dev"), "deleted", 0o644)
+	write(t, filepath.Join(root, "wh-xattr/sub"), "deleted", 0o644)
+	write(t, filepath.Join(root, "opaque/gone"), "hidden", 0o644)
+	write(t, filepath.Join(root, "notopaque/kept"), "kept", 0o644)
+	u, _, err := Apply(root, &archive, t.TempDir())
+	must(t, err)
+	defer u.Commit()
+	got := snapshot(t, root, false)
+	for _, p := range []string{"wh-dev", "wh-xattr", "opaque/gone"} {
+		if _, ok := got[p]; ok {
+			t.Errorf("%s not deleted", p)
+		}
+	}
+	if _, ok := got["notopaque/kept"]; !ok {
+		t.Error("non-opaque dir emptied")
+	}
+}
