@@ -19,7 +19,7 @@ var ErrSyntax = errors.New("runc command line")
 // Global holds runc's global options.
 type Global struct {
 	Root, Log, LogFormat, Criu, Rootless string
-	Debug, SystemdCgroup, Help, Version bool
+	Debug, SystemdCgroup, Help, Version  bool
 }
 
 // Option is one subcommand option as given, under its canonical long name.

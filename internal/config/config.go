@@ -1,0 +1,175 @@
+// Package config reads tardis's configuration: a TOML file (the format containerd and CRI-O
+// use) with defaults that work out of the box, and an environment variable per setting.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/spf13/afero"
+)
+
+// DefaultPath is read when TARDIS_CONFIG is not set; a missing file there means defaults.
+const DefaultPath = "/etc/tardis/config.toml"
+
+// Duration is a time.Duration written as "30s", "2m" in the file and the environment.
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	if v <= 0 {
+		return fmt.Errorf("duration %q must be positive", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is every setting; README.md's configuration reference documents each.
+type Config struct {
+	Runc           string   `toml:"runc"`            // TARDIS_RUNC
+	Criu           string   `toml:"criu"`            // TARDIS_CRIU
+	CheckpointRoot string   `toml:"checkpoint_root"` // TARDIS_CHECKPOINT_ROOT
+	StateDir       string   `toml:"state_dir"`       // TARDIS_STATE_DIR
+	WorkDir        string   `toml:"work_dir"`        // TARDIS_WORK_DIR
+	LogFile        string   `toml:"log_file"`        // TARDIS_LOG_FILE
+	CheckpointOn   []string `toml:"checkpoint_on"`   // TARDIS_CHECKPOINT_ON, comma-separated
+	CheckpointArgs []string `toml:"checkpoint_args"` // TARDIS_CHECKPOINT_ARGS, space-separated
+	RestoreArgs    []string `toml:"restore_args"`    // TARDIS_RESTORE_ARGS, space-separated
+	Timeouts       Timeouts `toml:"timeouts"`
+}
+
+// Timeouts bound every step that can hang.
+type Timeouts struct {
+	Checkpoint Duration `toml:"checkpoint"` // TARDIS_CHECKPOINT_TIMEOUT
+	Restore    Duration `toml:"restore"`    // TARDIS_RESTORE_TIMEOUT
+	Validate   Duration `toml:"validate"`   // TARDIS_VALIDATE_TIMEOUT
+	NetworkFS  Duration `toml:"networkfs"`  // TARDIS_NETWORKFS_TIMEOUT
+	Lock       Duration `toml:"lock"`       // TARDIS_LOCK_TIMEOUT
+}
+
+// Default returns the settings used where neither the file nor the environment says more.
+func Default() Config {
+	return Config{
+		CheckpointRoot: "/var/lib/tardis/checkpoints",
+		StateDir:       "/run/tardis",
+		WorkDir:        "/var/lib/tardis/work",
+		LogFile:        "/var/log/tardis.log",
+		CheckpointOn:   []string{"SIGTERM", "SIGKILL"},
+		Timeouts: Timeouts{
+			Checkpoint: Duration{2 * time.Minute},
+			Restore:    Duration{2 * time.Minute},
+			Validate:   Duration{10 * time.Second},
+			NetworkFS:  Duration{5 * time.Second},
+			Lock:       Duration{30 * time.Second},
+		},
+	}
+}
+
+// Path returns the config file to read and whether it was asked for explicitly.
+func Path(getenv func(string) string) (string, bool) {
+	if p := getenv("TARDIS_CONFIG"); p != "" {
+		return p, true
+	}
+	return DefaultPath, false
+}
+
+// Load reads the file at path (a missing default file is fine, a missing explicit one is
+// not), then applies the environment. On error it still returns usable defaults with the
+// environment applied, so that a caller can carry on as plain runc would.
+func Load(fsys afero.Fs, path string, explicit bool, getenv func(string) string) (Config, error) {
+	c := Default()
+	err := readFile(fsys, path, explicit, &c)
+	if envErr := applyEnv(&c, getenv); envErr != nil {
+		err = errors.Join(err, envErr)
+	}
+	if err == nil {
+		err = c.check()
+	}
+	if err != nil {
+		d := Default()
+		_ = applyEnv(&d, getenv)
+		return d, err
+	}
+	return c, nil
+}
+
+func readFile(fsys afero.Fs, path string, explicit bool, c *Config) error {
+	b, err := afero.ReadFile(fsys, path)
+	if errors.Is(err, fs.ErrNotExist) && !explicit {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	md, err := toml.Decode(string(b), c)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("config %s: unknown setting %s", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+func applyEnv(c *Config, getenv func(string) string) error {
+	strs := map[string]*string{
+		"TARDIS_RUNC": &c.Runc, "TARDIS_CRIU": &c.Criu, "TARDIS_CHECKPOINT_ROOT": &c.CheckpointRoot,
+		"TARDIS_STATE_DIR": &c.StateDir, "TARDIS_WORK_DIR": &c.WorkDir, "TARDIS_LOG_FILE": &c.LogFile,
+	}
+	for name, p := range strs {
+		if v := getenv(name); v != "" {
+			*p = v
+		}
+	}
+	if v := getenv("TARDIS_CHECKPOINT_ON"); v != "" {
+		c.CheckpointOn = strings.Split(v, ",")
+	}
+	if v := getenv("TARDIS_CHECKPOINT_ARGS"); v != "" {
+		c.CheckpointArgs = strings.Fields(v)
+	}
+	if v := getenv("TARDIS_RESTORE_ARGS"); v != "" {
+		c.RestoreArgs = strings.Fields(v)
+	}
+	var errs []error
+	durs := map[string]*Duration{
+		"TARDIS_CHECKPOINT_TIMEOUT": &c.Timeouts.Checkpoint, "TARDIS_RESTORE_TIMEOUT": &c.Timeouts.Restore,
+		"TARDIS_VALIDATE_TIMEOUT": &c.Timeouts.Validate, "TARDIS_NETWORKFS_TIMEOUT": &c.Timeouts.NetworkFS,
+		"TARDIS_LOCK_TIMEOUT": &c.Timeouts.Lock,
+	}
+	for name, p := range durs {
+		if v := getenv(name); v != "" {
+			if err := p.UnmarshalText([]byte(v)); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// check refuses settings that would make tardis build paths from relative directories.
+func (c *Config) check() error {
+	var errs []error
+	for name, p := range map[string]string{
+		"checkpoint_root": c.CheckpointRoot, "state_dir": c.StateDir, "work_dir": c.WorkDir,
+		"log_file": c.LogFile,
+	} {
+		if !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("config: %s %q is not an absolute path", name, p))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,100 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/afero"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadDefaultsWhenDefaultFileMissing(t *testing.T) {
+	c, err := Load(afero.NewMemMapFs(), DefaultPath, false, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Default(), c); diff != "" {
+		t.Errorf("defaults differ (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadFileThenEnvironment(t *testing.T) {
+	fs := afero.NewMemMapFs()
+	_ = afero.WriteFile(fs, "/etc/t.toml", []byte(`
+runc = "/usr/sbin/runc"
+checkpoint_root = "/nfs/ckpt"
+checkpoint_on = ["TERM"]
+checkpoint_args = ["--tcp-established"]
+[timeouts]
+restore = "45s"
+`), 0o644)
+	c, err := Load(fs, "/etc/t.toml", true, env(map[string]string{
+		"TARDIS_CHECKPOINT_ROOT": "/other", "TARDIS_LOCK_TIMEOUT": "3s", "TARDIS_CHECKPOINT_ON": "SIGINT,SIGTERM",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Runc = "/usr/sbin/runc"
+	want.CheckpointRoot = "/other"
+	want.CheckpointOn = []string{"SIGINT", "SIGTERM"}
+	want.CheckpointArgs = []string{"--tcp-established"}
+	want.Timeouts.Restore = Duration{45 * time.Second}
+	want.Timeouts.Lock = Duration{3 * time.Second}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("config differs (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadErrorsStillGiveDefaults(t *testing.T) {
+	for name, tt := range map[string]struct {
+		file, msg string
+		explicit  bool
+		env       map[string]string
+	}{
+		"bad toml":           {file: "runc = [", msg: "toml:"},
+		"unknown setting":    {file: `runk = "x"`, msg: "unknown setting runk"},
+		"relative path":      {file: `state_dir = "run"`, msg: `state_dir "run" is not an absolute path`},
+		"negative duration":  {file: "[timeouts]\nrestore = \"-1s\"", msg: "must be positive"},
+		"bad env duration":   {env: map[string]string{"TARDIS_RESTORE_TIMEOUT": "x"}, msg: "TARDIS_RESTORE_TIMEOUT"},
+		"missing explicit":   {explicit: true, msg: "file does not exist"},
+		"wrong type setting": {file: `checkpoint_on = "TERM"`, msg: "toml:"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs := afero.NewMemMapFs()
+			if tt.file != "" {
+				_ = afero.WriteFile(fs, "/c.toml", []byte(tt.file), 0o644)
+			}
+			c, err := Load(fs, "/c.toml", tt.explicit, env(tt.env))
+			if err == nil || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.msg)
+			}
+			if c.StateDir != Default().StateDir || c.Timeouts.Restore != Default().Timeouts.Restore {
+				t.Errorf("on error Load must return defaults, got %+v", c)
+			}
+		})
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add("runc = \"/x\"\n[timeouts]\nlock = \"1s\"\n")
+	f.Add("checkpoint_on = [\"TERM\", 9]")
+	f.Fuzz(func(t *testing.T, s string) {
+		fs := afero.NewMemMapFs()
+		_ = afero.WriteFile(fs, "/c.toml", []byte(s), 0o644)
+		c, err := Load(fs, "/c.toml", true, env(nil))
+		if err == nil {
+			for _, p := range []string{c.StateDir, c.CheckpointRoot, c.WorkDir, c.LogFile} {
+				if !strings.HasPrefix(p, "/") {
+					t.Fatalf("accepted relative path %q", p)
+				}
+			}
+			if c.Timeouts.Restore.Duration <= 0 {
+				t.Fatal("accepted non-positive timeout")
+			}
+		}
+	})
+}
