@@ -1,0 +1,44 @@
+# tardis: build, tests, and the real end-to-end suite.
+GO      ?= go
+BIN     ?= bin
+PREFIX  ?= /usr/local
+
+.PHONY: all build test vet check e2e-deps e2e-local e2e demo install clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/tardis ./cmd/tardis
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+# Unit tests and the fake-runc scenarios (testdata/scripts); the real-runc scenarios in
+# there run too where runc is installed.
+test: vet
+	$(GO) test ./...
+
+# Everything CI runs: dependencies, unit and scenario tests, the real end-to-end suite.
+check: e2e-deps test e2e-local
+
+demo:
+	vagrant/demo.sh
+
+# Installs runc, containerd, iptables, busybox-static and a working CRIU (as root).
+e2e-deps:
+	vagrant/install.sh
+
+# The real end-to-end suite (testdata/e2e) on this Linux host, as root.
+e2e-local: e2e-deps build
+	TARDIS_E2E=1 $(GO) test -count=1 -timeout 40m -run TestE2E -v ./cmd/tardis
+
+# The same suite inside a Debian 13 VM (vagrant/Vagrantfile).
+e2e:
+	cd vagrant && vagrant up --provision && vagrant ssh -c 'cd /tardis && sudo make e2e-local'
+
+install: build
+	install -D -m 0755 $(BIN)/tardis $(DESTDIR)$(PREFIX)/bin/tardis
+
+clean:
+	rm -rf $(BIN)
