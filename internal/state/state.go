@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spf13/afero"
+
+	"github.com/tardis-runtime/tardis/internal/criuimg"
 )
 
 // How a container started.
@@ -44,6 +46,8 @@ type File struct {
 	// not its own and its key's checkpoint stays).
 	Checkpointed *time.Time         `json:"checkpointed,omitempty"`
 	Timings      map[string]float64 `json:"timings_ms,omitempty"`
+	// RestoreStats is CRIU's statistics of the restore (stats-restore), when there was one.
+	RestoreStats *criuimg.RestoreStats `json:"restore_stats,omitempty"`
 }
 
 const version = 1

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/afero"
 
+	"github.com/tardis-runtime/tardis/internal/criuimg"
 	"github.com/tardis-runtime/tardis/internal/optin"
 	"github.com/tardis-runtime/tardis/internal/rootfs"
 	"github.com/tardis-runtime/tardis/internal/runc"
@@ -185,6 +186,9 @@ func (a *app) restore(sf *state.File, st optin.Settings, ck *store.Checkpoint) b
 		return fail("runc restore", withCriuLog(err, filepath.Join(work, "restore.log")))
 	}
 
+	if rs, err := criuimg.ReadRestoreStats(work); err == nil { // CRIU writes it to the work path
+		sf.RestoreStats = rs
+	}
 	var cleanup []error
 	if undo != nil {
 		cleanup = append(cleanup, undo.Commit())
