@@ -160,18 +160,19 @@ func parseFlags(t flagTable, args []string) (opts []Option, rest []string, err e
 	return opts, args, nil
 }
 
-// reorder moves the command's own options (and the word after one without "=") in front of
-// the other words, as urfave/cli v1 does before parsing a subcommand; "--" ends it.
+// reorder moves the command's own options (and the word after one without "=", unless it is
+// another of the command's options) in front of the other words, as urfave/cli v1.22 does
+// before parsing a subcommand; "--" ends it.
 func reorder(t flagTable, args []string) []string {
 	var flags, others []string
 	mayBeValue := false
 	for i, a := range args {
 		switch {
-		case a == "--":
-			return append(flags, append(others, args[i:]...)...)
-		case mayBeValue && !strings.HasPrefix(a, "-"):
+		case mayBeValue && !isOwnFlag(t, a): // "-", "-1", even "--" can be a value
 			mayBeValue = false
 			flags = append(flags, a)
+		case a == "--":
+			return append(flags, append(others, args[i:]...)...)
 		case isOwnFlag(t, a):
 			flags = append(flags, a)
 			mayBeValue = !strings.Contains(a, "=")

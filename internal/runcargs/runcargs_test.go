@@ -99,6 +99,18 @@ func TestParse(t *testing.T) {
 				{Name: "bundle", Value: "/b"}}, Positional: []string{"c1"}, ID: "c1"},
 		},
 		{
+			name: "containerd update reads resources from stdin",
+			argv: "--root /r update --resources - c1",
+			want: Invocation{GlobalArgs: words("--root /r"), Global: Global{Root: "/r"}, Command: "update",
+				Options: []Option{{Name: "resources", Value: "-"}}, Positional: []string{"c1"}, ID: "c1"},
+		},
+		{
+			name: "option values that look like options",
+			argv: "create --preserve-fds -1 --pid-file -x c1",
+			want: Invocation{Command: "create", Options: []Option{{Name: "preserve-fds", Value: "-1"},
+				{Name: "pid-file", Value: "-x"}}, Positional: []string{"c1"}, ID: "c1"},
+		},
+		{
 			name: "double dash ends options",
 			argv: "delete -- --force",
 			want: Invocation{Command: "delete", Positional: []string{"--force"}, ID: "--force"},
