@@ -82,6 +82,26 @@ func (r *Runc) Exec(args []string) error {
 	return fmt.Errorf("exec %s: %w", r.Path, err)
 }
 
+// Forward runs runc with the caller's argv and stdio as a child and returns its exit code
+// (128+n when a signal ended it), for commands tardis must follow up.
+func (r *Runc) Forward(args []string, stdio Stdio) (int, error) {
+	cmd := exec.Command(r.Path, args...)
+	cmd.Env = r.env()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("run %s: %w", r.Path, err)
+	}
+	return 0, nil
+}
+
 // ExitError is runc's non-zero exit, with what it said on stderr when it was captured.
 type ExitError struct {
 	Args   []string
@@ -203,4 +223,27 @@ func (r *Runc) Version(ctx context.Context) string {
 	}
 	line, _, _ := strings.Cut(string(out), "\n")
 	return strings.TrimSpace(line)
+}
+
+// Criu is the node's CRIU binary ("" means "criu" on PATH, as runc does).
+type Criu struct{ Path string }
+
+// Version runs `criu --version` ("Version: 4.1.1"); "" when CRIU cannot be run.
+func (c Criu) Version(ctx context.Context) string {
+	path := c.Path
+	if path == "" {
+		path = "criu"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Version:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }

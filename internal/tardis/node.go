@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"os"
-	"os/exec"
 	"sort"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -16,7 +14,7 @@ import (
 
 // thisNode describes this machine as a checkpoint manifest records it.
 func (a *app) thisNode(ctx context.Context) store.Node {
-	n := store.Node{RuncVersion: a.runc.Version(ctx), CriuVersion: a.criuVersion(ctx)}
+	n := store.Node{RuncVersion: a.runc.Version(ctx), CriuVersion: a.criu.Version(ctx)}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		n.Name = unix.ByteSliceToString(u.Nodename[:])
@@ -25,26 +23,6 @@ func (a *app) thisNode(ctx context.Context) store.Node {
 	}
 	n.CPUFlags = cpuFlags(a.env.CPUInfo)
 	return n
-}
-
-// criuVersion runs `criu --version` ("Version: 4.1.1"); "" when CRIU cannot be run.
-func (a *app) criuVersion(ctx context.Context) string {
-	criu := a.cfg.Criu
-	if criu == "" {
-		criu = "criu"
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, criu, "--version").Output()
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Version:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }
 
 // cpuFlags reads the first "flags" line of /proc/cpuinfo, sorted.

@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/afero"
@@ -52,11 +50,31 @@ func OS() Env {
 	}
 }
 
+// Runtime is the real runc as tardis uses it.
+type Runtime interface {
+	Exec(args []string) error                             // replace tardis with runc
+	Forward(args []string, stdio runc.Stdio) (int, error) // run the caller's command as a child
+	Run(ctx context.Context, timeout time.Duration, stdio runc.Stdio, args ...string) ([]byte, error)
+	Status(ctx context.Context, timeout time.Duration, id string) (string, error)
+	Version(ctx context.Context) string
+}
+
+// CRIU is what tardis asks of the node's CRIU itself (images are checked by criuimg).
+type CRIU interface {
+	Version(ctx context.Context) string
+}
+
+var (
+	_ Runtime = (*runc.Runc)(nil)
+	_ CRIU    = runc.Criu{}
+)
+
 type app struct {
 	env    Env
 	cfg    config.Config
 	inv    *runcargs.Invocation
-	runc   *runc.Runc
+	runc   Runtime
+	criu   CRIU
 	log    *tlog.Logger
 	states state.Store
 	store  store.Store
@@ -86,8 +104,9 @@ func Main(env Env) int {
 		fmt.Fprintf(env.Stderr, "tardis: %v\n", err)
 		return ExitRefused
 	}
-	a.runc = &runc.Runc{Path: runcPath, Env: env.Environ}
-	a.runc.Global, a.runc.LogArgs = globalArgs(inv.Global, cfg.Criu)
+	r := &runc.Runc{Path: runcPath, Env: env.Environ}
+	r.Global, r.LogArgs = globalArgs(inv.Global, cfg.Criu)
+	a.runc, a.criu = r, runc.Criu{Path: cfg.Criu}
 	if cfgErr != nil {
 		fmt.Fprintf(env.Stderr, "tardis: warning: %v; passing every command to runc unchanged\n", cfgErr)
 		a.log.Warn("configuration unusable; passing every command to runc unchanged", cfgErr, "config", path)
@@ -151,23 +170,13 @@ func (a *app) passThrough() int {
 // runCaller runs runc with the caller's argv and stdio as a child, for the commands tardis
 // must follow up (it removes a state file after a delete), and returns runc's exit code.
 func (a *app) runCaller() int {
-	cmd := exec.Command(a.runc.Path, a.inv.Args...)
-	cmd.Env = append(append([]string{}, a.env.Environ...), runc.GuardEnv+"=1")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.env.Stdin, a.env.Stdout, a.env.Stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
-	}
+	code, err := a.runc.Forward(a.inv.Args, runc.Stdio{Stdin: a.env.Stdin, Stdout: a.env.Stdout, Stderr: a.env.Stderr})
 	if err != nil {
 		a.log.Error("cannot run runc", err)
 		fmt.Fprintf(a.env.Stderr, "tardis: %v\n", err)
 		return ExitRefused
 	}
-	return 0
+	return code
 }
 
 // root is runc's state root for this invocation.
