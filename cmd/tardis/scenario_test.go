@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +30,14 @@ func TestMain(m *testing.M) {
 		"tardis": func() {
 			env := tardis.OS()
 			env.IsSelf = func(p string) bool { return filepath.Base(p) == "tardis" }
+			if at := os.Getenv("TARDIS_TEST_CRASH_AT"); at != "" {
+				env.Crash = func(point string) {
+					if point == at {
+						_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+						select {}
+					}
+				}
+			}
 			if p := os.Getenv("TARDIS_TEST_HANG_STAT"); p != "" {
 				env.FS = hangingFs{Fs: env.FS, path: p}
 			}

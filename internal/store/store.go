@@ -67,6 +67,15 @@ type Pending struct {
 	store     Store
 	Key, Name string
 	Dir       string // the temporary directory
+	// Crash, when set, is called at each point of Publish where a crash must be survivable
+	// (fault injection in tests).
+	Crash func(point string)
+}
+
+func (p *Pending) crash(point string) {
+	if p.Crash != nil {
+		p.Crash(point)
+	}
 }
 
 // Images is where CRIU writes.
@@ -120,10 +129,12 @@ func (p *Pending) Publish(m *Manifest) (*Checkpoint, error) {
 	}
 	keyDir := p.store.KeyDir(p.Key)
 	final := filepath.Join(keyDir, p.Name)
+	p.crash("publish:before-rename")
 	if err := os.Rename(p.Dir, final); err != nil {
 		return nil, fmt.Errorf("publish checkpoint: %w", err)
 	}
 	p.Dir = final
+	p.crash("publish:before-swap")
 	prev, _ := p.store.Current(p.Key)
 	tmpLink := filepath.Join(keyDir, ".current-"+strings.TrimPrefix(p.Name, "ckpt-"))
 	if err := os.Symlink(p.Name, tmpLink); err != nil {
@@ -137,6 +148,7 @@ func (p *Pending) Publish(m *Manifest) (*Checkpoint, error) {
 		return nil, err
 	}
 	c := &Checkpoint{Key: p.Key, Name: p.Name, Dir: final}
+	p.crash("publish:after-swap")
 	if prev != nil && prev.Name != p.Name {
 		if err := os.RemoveAll(prev.Dir); err != nil {
 			return c, fmt.Errorf("remove previous checkpoint %s: %w", prev.Name, err)

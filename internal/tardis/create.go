@@ -153,6 +153,7 @@ func (a *app) restore(sf *state.File, st optin.Settings, ck *store.Checkpoint) b
 		return fail("validate", err)
 	}
 
+	a.crash("restore:after-validate")
 	work, err = a.workDir(ck.Key, "restore")
 	if err != nil {
 		return fail("prepare", err)
@@ -176,6 +177,7 @@ func (a *app) restore(sf *state.File, st optin.Settings, ck *store.Checkpoint) b
 		}
 	}
 
+	a.crash("restore:before-runc")
 	t = time.Now()
 	restoreRan = true
 	args := restoreArgs(a.inv, sf.Bundle, ck.Images(), work, a.cfg.RestoreArgs)
@@ -186,6 +188,7 @@ func (a *app) restore(sf *state.File, st optin.Settings, ck *store.Checkpoint) b
 		return fail("runc restore", withCriuLog(err, filepath.Join(work, "restore.log")))
 	}
 
+	a.crash("restore:after-runc")
 	if rs, err := criuimg.ReadRestoreStats(work); err == nil { // CRIU writes it to the work path
 		sf.RestoreStats = rs
 	}
@@ -197,6 +200,7 @@ func (a *app) restore(sf *state.File, st optin.Settings, ck *store.Checkpoint) b
 	if err := errors.Join(cleanup...); err != nil {
 		a.log.Warn("cleanup after the restore was incomplete", err, "checkpoint", ck.Name)
 	}
+	a.crash("restore:before-state")
 	timings["total"] = ms(time.Since(start))
 	sf.Started, sf.Checkpoint, sf.Fallback = state.StartedRestored, ck.Name, ""
 	sf.StartPending = a.inv.Command == "create"

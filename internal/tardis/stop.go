@@ -184,6 +184,7 @@ func (a *app) checkpoint(sf *state.File) (gone bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	pending.Crash = a.env.Crash
 	work, err := a.workDir(sf.Key, "checkpoint")
 	if err != nil {
 		return false, errors.Join(err, a.discard(pending))
@@ -206,6 +207,7 @@ func (a *app) checkpoint(sf *state.File) (gone bool, err error) {
 		return fail("runc checkpoint", withCriuLog(err, filepath.Join(work, "dump.log")))
 	}
 	gone = true
+	a.crash("checkpoint:after-runc")
 
 	t = time.Now()
 	kind, stats, err := a.saveFiles(st.Rootfs, pending)
@@ -220,6 +222,7 @@ func (a *app) checkpoint(sf *state.File) (gone bool, err error) {
 	timings["total"] = ms(time.Since(start))
 	m := &store.Manifest{Key: sf.Key, ContainerID: sf.ID, Created: time.Now().UTC(), Node: a.thisNode(a.ctx),
 		Rootfs: kind, RootfsStats: stats, NetworkFS: sf.NetworkFS, DumpStats: dumpStats, Timings: timings}
+	a.crash("checkpoint:before-publish")
 	ck, err := pending.Publish(m)
 	if err != nil && ck == nil {
 		return fail("publish", err)
@@ -227,6 +230,7 @@ func (a *app) checkpoint(sf *state.File) (gone bool, err error) {
 	if err != nil {
 		a.log.Warn("checkpoint published, but the previous one could not be removed", err)
 	}
+	a.crash("checkpoint:before-state")
 	now := time.Now().UTC()
 	sf.Checkpointed = &now
 	sf.Timings = timings

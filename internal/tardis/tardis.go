@@ -38,6 +38,9 @@ type Env struct {
 	IsSelf                func(path string) bool // whether a path is this program
 	Mountinfo             string                 // /proc/self/mountinfo
 	CPUInfo               string                 // /proc/cpuinfo
+	// Crash, when set, is called at every point where tardis may die and must leave
+	// nothing half-done (tests inject SIGKILL there); nil in production.
+	Crash func(point string)
 }
 
 // OS is the real environment.
@@ -223,6 +226,12 @@ func (a *app) workDir(key, op string) (string, error) {
 		return "", fmt.Errorf("work dir: %w", err)
 	}
 	return dir, nil
+}
+
+func (a *app) crash(point string) {
+	if a.env.Crash != nil {
+		a.env.Crash(point)
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
