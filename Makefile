@@ -3,7 +3,10 @@ GO      ?= go
 BIN     ?= bin
 PREFIX  ?= /usr/local
 
-.PHONY: all build test vet check e2e-deps e2e-local e2e demo install clean
+FUZZTIME ?= 10s
+FUZZERS  := internal/runcargs:FuzzParse internal/config:FuzzLoad internal/store:FuzzManifest internal/criuimg:FuzzValidate
+
+.PHONY: fuzz all build test vet check e2e-deps e2e-local e2e demo install clean
 
 all: build
 
@@ -20,7 +23,13 @@ test: vet
 	$(GO) test ./...
 
 # Everything CI runs: dependencies, unit and scenario tests, the real end-to-end suite.
-check: e2e-deps test e2e-local
+check: e2e-deps test fuzz e2e-local
+
+# Each fuzz target for FUZZTIME (seed corpora in each package's testdata/fuzz).
+fuzz:
+	@for f in $(FUZZERS); do pkg=$${f%%:*}; name=$${f##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; done
 
 demo:
 	vagrant/demo.sh

@@ -156,3 +156,34 @@ func TestCompareVersions(t *testing.T) {
 		}
 	}
 }
+
+// FuzzManifest feeds arbitrary manifests to the restore-time validation: it must never
+// panic, never accept a file outside the checkpoint, and only accept what it verified.
+func FuzzManifest(f *testing.F) {
+	f.Add([]byte(`{"version":1,"key":"k","rootfs":"in-place","files":[{"path":"images/inventory.img","size":1}],"node":{"arch":"x86_64"}}`))
+	f.Add([]byte(`{"version":1,"key":"k","rootfs":"overlay","files":[{"path":"../x","size":0}]}`))
+	f.Add([]byte(`{"files":[{"path":"/etc/passwd","size":0}]}`))
+	f.Add([]byte(`[]`))
+	s := Store{Root: f.TempDir()}
+	var c *Checkpoint
+	f.Fuzz(func(t *testing.T, manifest []byte) {
+		if c == nil { // one real checkpoint per fuzzing process; only its manifest changes
+			c = publish(t, s, "k")
+		}
+		if err := os.WriteFile(filepath.Join(c.Dir, ManifestName), manifest, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m, err := Validate(c, node)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error not wrapping ErrInvalid: %v", err)
+			}
+			return
+		}
+		for _, f := range m.Files {
+			if strings.HasPrefix(f.Path, "/") || strings.Contains(f.Path, "..") {
+				t.Fatalf("accepted %q", f.Path)
+			}
+		}
+	})
+}
