@@ -149,8 +149,13 @@ func unquote(s string) (string, error) {
 // ErrTimeout is wrapped when runc did not finish before the deadline and was killed.
 var ErrTimeout = errors.New("deadline exceeded")
 
-// Stdio says where a child runc's stdio goes. Nil Stdout/Stderr are captured.
-type Stdio struct{ Stdin, Stdout, Stderr *os.File }
+// Stdio says where a child runc's stdio goes. Nil Stdout/Stderr are captured. Log, when
+// set, is a JSON log file for runc in place of the caller's --log (a call on the caller's
+// stderr cannot capture runc's error otherwise).
+type Stdio struct {
+	Stdin, Stdout, Stderr *os.File
+	Log                   string
+}
 
 // Run runs runc with the global options and args under a deadline. Stdout is returned when
 // it was captured. On the deadline the whole process group (runc and its CRIU) is killed.
@@ -158,7 +163,10 @@ func (r *Runc) Run(ctx context.Context, timeout time.Duration, stdio Stdio, args
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	full := append([]string{}, r.Global...)
-	if stdio.Stderr != nil {
+	switch {
+	case stdio.Log != "":
+		full = append(full, "--log="+stdio.Log, "--log-format=json")
+	case stdio.Stderr != nil:
 		full = append(full, r.LogArgs...)
 	}
 	full = append(full, args...)
@@ -187,7 +195,13 @@ func (r *Runc) Run(ctx context.Context, timeout time.Duration, stdio Stdio, args
 		if code < 0 {
 			return stdout.Bytes(), fmt.Errorf("runc %s: %w", strings.Join(args, " "), err)
 		}
-		return stdout.Bytes(), &ExitError{Args: args, Code: code, Stderr: stderr.String()}
+		said := stderr.String()
+		if stdio.Log != "" {
+			if b, err := os.ReadFile(stdio.Log); err == nil {
+				said = string(b)
+			}
+		}
+		return stdout.Bytes(), &ExitError{Args: args, Code: code, Stderr: said}
 	}
 	if err != nil {
 		return stdout.Bytes(), fmt.Errorf("runc %s: %w", strings.Join(args, " "), err)
