@@ -383,6 +383,12 @@ func cmdE2EWaitNum(ts *testscript.TestScript, neg bool, args []string) {
 	want, err := strconv.Atoi(strings.TrimPrefix(args[1], "+"))
 	ts.Check(err)
 	file := ts.MkAbs(args[0])
+	base := -1 // for +K: the last number when the wait began, or the first one seen
+	if b, err := os.ReadFile(file); err == nil {
+		if ns := numbers(string(b)); len(ns) > 0 {
+			base = ns[len(ns)-1]
+		}
+	}
 	poll(ts, timeoutArg(ts, args, 2), func() (bool, string) {
 		b, _ := os.ReadFile(file)
 		ns := numbers(string(b))
@@ -390,7 +396,10 @@ func cmdE2EWaitNum(ts *testscript.TestScript, neg bool, args []string) {
 			return false, fmt.Sprintf("%s has no number yet", args[0])
 		}
 		if relative {
-			return ns[len(ns)-1] >= ns[0]+want, fmt.Sprintf("%s goes from %d to %d, want %d more", args[0], ns[0], ns[len(ns)-1], want)
+			if base < 0 {
+				base = ns[0]
+			}
+			return ns[len(ns)-1] >= base+want, fmt.Sprintf("%s goes from %d to %d, want %d more", args[0], base, ns[len(ns)-1], want)
 		}
 		return ns[len(ns)-1] >= want, fmt.Sprintf("%s's last number is %d, want >= %d", args[0], ns[len(ns)-1], want)
 	})
