@@ -146,7 +146,7 @@ func (a *app) restore(sf *state.File, st optin.Settings, ck *store.Checkpoint) b
 
 	t := time.Now()
 	m, err := withDeadline(a.cfg.Timeouts.Validate.Duration, func() (*store.Manifest, error) {
-		return store.Validate(ck, a.thisNode(a.ctx))
+		return store.Validate(ck, a.thisNode())
 	})
 	step("validate", t)
 	if err != nil {
@@ -181,8 +181,10 @@ func (a *app) restore(sf *state.File, st optin.Settings, ck *store.Checkpoint) b
 	t = time.Now()
 	restoreRan = true
 	args := restoreArgs(a.inv, sf.Bundle, ck.Images(), work, a.cfg.RestoreArgs)
-	_, err = a.runc.Run(a.ctx, a.cfg.Timeouts.Restore.Duration,
-		runc.Stdio{Stdin: a.env.Stdin, Stdout: a.env.Stdout, Stderr: a.env.Stderr}, args...)
+	// runc's own log goes to the work dir so that its error names the failure in the
+	// warning (which reaches the caller's --log too).
+	_, err = a.runc.Run(a.ctx, a.cfg.Timeouts.Restore.Duration, runc.Stdio{Stdin: a.env.Stdin,
+		Stdout: a.env.Stdout, Stderr: a.env.Stderr, Log: filepath.Join(work, "runc.log")}, args...)
 	step("runc_restore", t)
 	if err != nil {
 		return fail("runc restore", withCriuLog(err, filepath.Join(work, "restore.log")))

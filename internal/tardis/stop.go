@@ -220,7 +220,7 @@ func (a *app) checkpoint(sf *state.File) (gone bool, err error) {
 		dumpStats = nil // CRIU's statistics are informative only
 	}
 	timings["total"] = ms(time.Since(start))
-	m := &store.Manifest{Key: sf.Key, ContainerID: sf.ID, Created: time.Now().UTC(), Node: a.thisNode(a.ctx),
+	m := &store.Manifest{Key: sf.Key, ContainerID: sf.ID, Created: time.Now().UTC(), Node: a.thisNode(),
 		Rootfs: kind, RootfsStats: stats, NetworkFS: sf.NetworkFS, DumpStats: dumpStats, Timings: timings}
 	a.crash("checkpoint:before-publish")
 	ck, err := pending.Publish(m)

@@ -228,6 +228,11 @@ func (a *app) workDir(key, op string) (string, error) {
 	return dir, nil
 }
 
+// thisNode describes this machine for a manifest or a restore's compatibility check.
+func (a *app) thisNode() store.Node {
+	return store.ThisNode(a.env.CPUInfo, a.runc.Version(a.ctx), a.criu.Version(a.ctx))
+}
+
 func (a *app) crash(point string) {
 	if a.env.Crash != nil {
 		a.env.Crash(point)
