@@ -12,6 +12,7 @@ all: build
 
 build:
 	$(GO) build -o $(BIN)/tardis ./cmd/tardis
+	$(GO) build -o $(BIN)/tardisctl ./cmd/tardisctl
 
 vet:
 	$(GO) vet ./...
@@ -48,6 +49,7 @@ e2e:
 
 install: build
 	install -D -m 0755 $(BIN)/tardis $(DESTDIR)$(PREFIX)/bin/tardis
+	install -D -m 0755 $(BIN)/tardisctl $(DESTDIR)$(PREFIX)/bin/tardisctl
 
 clean:
 	rm -rf $(BIN)
