@@ -119,6 +119,8 @@ func params(dir string) testscript.Params {
 			"overlay":    cmdOverlay,
 			"cutarchive": cmdCutArchive,
 			"jsonlines":  cmdJSONLines,
+			"tmpfs":      cmdTmpfs,
+			"readonly":   cmdReadonly,
 		},
 	}
 }
@@ -317,4 +319,38 @@ func cmdJSONLines(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("%s line %d lacks level, msg or an RFC 3339 time: %q", args[0], i+1, line)
 		}
 	}
+}
+
+func mount(ts *testscript.TestScript, dir string, args ...string) {
+	if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+		ts.Fatalf("mount %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	ts.Defer(func() { _ = exec.Command("umount", "-l", dir).Run() })
+}
+
+// tmpfs DIR SIZE: mounts a tmpfs of SIZE (e.g. 256k) on DIR (root only), unmounted at the end.
+func cmdTmpfs(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: tmpfs DIR SIZE")
+	}
+	dir := ts.MkAbs(args[0])
+	ts.Check(os.MkdirAll(dir, 0o755))
+	mount(ts, dir, "-t", "tmpfs", "-o", "size="+args[1], "tmpfs", dir)
+}
+
+// readonly DIR: makes DIR read-only with a read-only bind mount over itself (root only);
+// `readonly -undo DIR` takes it away again.
+func cmdReadonly(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: readonly [-undo] DIR")
+	}
+	if args[0] == "-undo" {
+		if out, err := exec.Command("umount", ts.MkAbs(args[1])).CombinedOutput(); err != nil {
+			ts.Fatalf("umount: %v: %s", err, out)
+		}
+		return
+	}
+	dir := ts.MkAbs(args[0])
+	mount(ts, dir, "--bind", dir, dir)
+	mount(ts, dir, "-o", "remount,bind,ro", dir)
 }
