@@ -2,138 +2,39 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/tardis-runtime/tardis/fakerunc"
-	"github.com/tardis-runtime/tardis/internal/tardis"
+	"github.com/tardis-runtime/tardis/internal/scenario"
 )
 
 // The test binary is also tardisctl, tardis, the fake runc and a fake criu: testscript
 // puts them on the scenarios' PATH, so that the scenarios make real state by driving
 // tardis over the fake runc and then look at it with tardisctl.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
-		"tardisctl": func() {
-			c := &cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now, node: thisNode}
-			os.Exit(c.main(os.Args[1:]))
-		},
-		"tardis": func() {
-			env := tardis.OS()
-			// All the programs are links to one file: tardis knows itself by name.
-			env.IsSelf = func(p string) bool { return filepath.Base(p) == "tardis" }
-			os.Exit(tardis.Main(env))
-		},
-		"runc": func() { os.Exit(fakerunc.Main()) },
-		"criu": fakeCriu,
-	})
-}
-
-// fakeCriu answers `criu --version` (FAKECRIU_VERSION, default 4.1.1) and fails otherwise.
-func fakeCriu() {
-	if len(os.Args) > 1 && os.Args[1] == "--version" {
-		v := os.Getenv("FAKECRIU_VERSION")
-		if v == "" {
-			v = "4.1.1"
-		}
-		fmt.Printf("Version: %s\n", v)
-		os.Exit(0)
+	programs := scenario.Programs()
+	programs["tardisctl"] = func() {
+		c := &cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now, node: thisNode}
+		os.Exit(c.main(os.Args[1:]))
 	}
-	fmt.Fprintln(os.Stderr, "fake criu: only --version is supported")
-	os.Exit(1)
+	testscript.Main(m, programs)
 }
 
 func TestScenarios(t *testing.T) {
+	cmds := scenario.Cmds()
+	cmds["jsonvalid"] = cmdJSONValid
+	cmds["backdate"] = cmdBackdate
+	cmds["agecheckpoint"] = cmdAgeCheckpoint
 	testscript.Run(t, testscript.Params{
 		Dir:           "../../testdata/tardisctl",
 		UpdateScripts: os.Getenv("UPDATE_SCRIPTS") == "1",
-		Setup: func(e *testscript.Env) error {
-			w := e.WorkDir
-			for k, v := range map[string]string{
-				"TARDIS_CONFIG":          filepath.Join(w, "tardis.toml"),
-				"TARDIS_STATE_DIR":       filepath.Join(w, "state"),
-				"TARDIS_CHECKPOINT_ROOT": filepath.Join(w, "ckpt"),
-				"TARDIS_WORK_DIR":        filepath.Join(w, "work"),
-				"TARDIS_LOG_FILE":        filepath.Join(w, "tardis.log"),
-				"FAKERUNC_CALLS":         filepath.Join(w, "calls.log"),
-				"RUNC_ROOT":              filepath.Join(w, "runc"),
-			} {
-				e.Setenv(k, v)
-			}
-			return os.WriteFile(filepath.Join(w, "tardis.toml"), nil, 0o644)
-		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"bundle":        cmdBundle,
-			"exitcode":      cmdExitcode,
-			"jsonvalid":     cmdJSONValid,
-			"backdate":      cmdBackdate,
-			"agecheckpoint": cmdAgeCheckpoint,
-		},
+		Setup:         scenario.Setup,
+		Cmds:          cmds,
 	})
-}
-
-// bundle DIR [name=value ...]: a bundle with an empty rootfs whose config.json carries the
-// given annotations; "env:NAME=value" goes to process.env instead.
-func cmdBundle(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) < 1 {
-		ts.Fatalf("usage: bundle DIR [annotation=value | env:NAME=value ...]")
-	}
-	dir := ts.MkAbs(args[0])
-	ts.Check(os.MkdirAll(filepath.Join(dir, "rootfs"), 0o755))
-	ann := map[string]string{}
-	env := []string{"PATH=/bin"}
-	for _, kv := range args[1:] {
-		if e, ok := strings.CutPrefix(kv, "env:"); ok {
-			env = append(env, e)
-			continue
-		}
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			ts.Fatalf("bundle: %q is not name=value", kv)
-		}
-		ann[k] = v
-	}
-	spec := map[string]any{
-		"ociVersion": "1.0.2-dev",
-		"process":    map[string]any{"args": []string{"sh"}, "env": env, "cwd": "/"},
-		"root":       map[string]any{"path": "rootfs"},
-	}
-	if len(ann) > 0 {
-		spec["annotations"] = ann
-	}
-	b, err := json.MarshalIndent(spec, "", "\t")
-	ts.Check(err)
-	ts.Check(os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644))
-}
-
-// exitcode N PROGRAM ARGS...: runs a program and checks its exit code; its stdout and
-// stderr are then what the stdout/stderr commands look at.
-func cmdExitcode(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) < 2 {
-		ts.Fatalf("usage: exitcode N program [args...]")
-	}
-	want, err := strconv.Atoi(args[0])
-	if err != nil {
-		ts.Fatalf("exitcode: %v", err)
-	}
-	err = ts.Exec(args[1], args[2:]...)
-	got := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		got = ee.ExitCode()
-	} else if err != nil {
-		ts.Fatalf("exitcode: %v", err)
-	}
-	if got != want {
-		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
-	}
 }
 
 // jsonvalid [array|object]: the last command's stdout is one JSON value (of that kind when
