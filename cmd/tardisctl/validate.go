@@ -1,10 +1,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"time"
 
+	"github.com/tardis-runtime/tardis/internal/deadline"
 	"github.com/tardis-runtime/tardis/internal/store"
 )
 
@@ -40,7 +39,7 @@ func runValidate(c *cli, opts any, args []string) error {
 	}
 	node := c.node(c)
 	ck := &store.Checkpoint{Key: t.key, Name: t.entry.Name, Dir: t.entry.Dir}
-	_, err = withDeadline(c.cfg.Timeouts.Validate.Duration, func() (*store.Manifest, error) {
+	_, err = deadline.Run(c.cfg.Timeouts.Validate.Duration, func() (*store.Manifest, error) {
 		return store.Validate(ck, node)
 	})
 	out := validateOut{Key: t.key, Name: t.entry.Name, Dir: t.entry.Dir, Valid: err == nil, Node: node}
@@ -60,30 +59,4 @@ func runValidate(c *cli, opts any, args []string) error {
 		return silent{exitNotValid}
 	}
 	return nil
-}
-
-// errDeadline is the error of a check that did not answer in time.
-var errDeadline = errors.New("no answer")
-
-// withDeadline runs f and gives up waiting after d (a checkpoint root on a dead network
-// filesystem must not hang the command), as tardis does for a restore's validation.
-func withDeadline[T any](d time.Duration, f func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		v, err := f()
-		ch <- result{v, err}
-	}()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-timer.C:
-		var zero T
-		return zero, fmt.Errorf("%w within %s", errDeadline, d)
-	}
 }

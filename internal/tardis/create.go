@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/afero"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg"
+	"github.com/tardis-runtime/tardis/internal/deadline"
 	"github.com/tardis-runtime/tardis/internal/optin"
 	"github.com/tardis-runtime/tardis/internal/rootfs"
 	"github.com/tardis-runtime/tardis/internal/runc"
@@ -145,7 +146,7 @@ func (a *app) restore(sf *state.File, st optin.Settings, ck *store.Checkpoint) b
 	}
 
 	t := time.Now()
-	m, err := withDeadline(a.cfg.Timeouts.Validate.Duration, func() (*store.Manifest, error) {
+	m, err := deadline.Run(a.cfg.Timeouts.Validate.Duration, func() (*store.Manifest, error) {
 		return store.Validate(ck, a.thisNode())
 	})
 	step("validate", t)
@@ -248,34 +249,11 @@ func withCriuLog(err error, logPath string) error {
 	return err
 }
 
-// withDeadline runs f and gives up waiting after d: a check stuck on a dead network
-// filesystem must not hang the create.
-func withDeadline[T any](d time.Duration, f func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		v, err := f()
-		ch <- result{v, err}
-	}()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-timer.C:
-		var zero T
-		return zero, fmt.Errorf("no answer within %s", d)
-	}
-}
-
 // bindNetworkFS checks, under a deadline, that the host directory answers, and makes sure
 // the bundle's config.json bind-mounts it where the container expects it (the same on a
 // fresh create and a restore, so that CRIU finds at restore the mount it saw at dump).
 func (a *app) bindNetworkFS(bundle string, m *optin.Mount) error {
-	_, err := withDeadline(a.cfg.Timeouts.NetworkFS.Duration, func() (struct{}, error) {
+	_, err := deadline.Run(a.cfg.Timeouts.NetworkFS.Duration, func() (struct{}, error) {
 		st, err := a.env.FS.Stat(m.Host)
 		if err != nil {
 			return struct{}{}, err
