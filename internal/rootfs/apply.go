@@ -29,7 +29,8 @@ import (
 // whatever non-directory the new rootfs has at that path (e.g. a symlink
 // planted by the new image), so a symlink is never traversed; an archive that
 // puts a child under a symlink (a -> /etc, then a/passwd) is refused as
-// ErrDamaged rather than resolved inside root.
+// ErrDamaged rather than resolved inside root. root itself is resolved once
+// (symlinks in its own path allowed) and then only reached without symlinks.
 //
 // Refused as ErrDamaged: absolute or unclean names ("..", "./x", "a//b"),
 // children of a non-directory entry, device nodes, fifos, sockets and any
@@ -37,36 +38,43 @@ import (
 // archive, xattrs outside user.*, security.*, system.posix_acl_*, unknown
 // TARDIS.* records, and truncation (checked with the TARDIS.end trailer).
 //
-// All-or-nothing: before changing a path Apply saves what was there (its
-// metadata in memory, file contents under backupDir, which must be outside
-// root). On error it rolls back and returns the error joined with any rollback
-// error. Afterwards root has the same names, types, contents, modes, owners,
-// xattrs and file times as before; the times of root itself and of
-// directories that were removed and recreated may differ, and a replaced
-// file that had other hard links comes back as a separate copy. On an overlay,
-// rolled-back changes leave copies in the upper directory (merged view
-// identical).
+// All-or-nothing, even across a crash: before changing a path Apply saves
+// what was there in a journal in a new directory backupDir/tardis-undo-*
+// (backupDir must be outside root), synced to disk before the change (see
+// journal.go). On error it rolls back and returns the error joined with any
+// rollback error. Afterwards root has the same names, types, contents,
+// modes, owners, xattrs and file times as before; the times of root itself
+// and of directories that were removed and recreated may differ, and a
+// replaced file that had other hard links comes back as a separate copy. On
+// an overlay, rolled-back changes leave copies in the upper directory
+// (merged view identical).
 //
 // If the rollback fails too, the Undo is returned with the error so that
 // Rollback can be retried. On success the returned Undo can still put root
-// back (Rollback) or drop the backup (Commit). The backup lives only as long
-// as the Undo: it is not persisted, so a crash before Commit leaves root
-// applied.
+// back (Rollback) or drop the backup (Commit). If the process dies before
+// either, Recover(backupDir) puts root back.
 func Apply(root string, r io.Reader, backupDir string) (*Undo, Stats, error) {
-	if err := checkOutside(root, backupDir); err != nil {
-		return nil, Stats{}, err
-	}
-	bdir, err := os.MkdirTemp(backupDir, "tardis-undo-")
+	rroot, err := checkOutside(root, backupDir)
 	if err != nil {
 		return nil, Stats{}, err
 	}
-	u := &Undo{root: root, bdir: bdir}
-	a := &applier{u: u, store: store{dir: bdir}, created: map[string]bool{}, pfd: -1,
+	bdir, err := os.MkdirTemp(backupDir, undoPrefix)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	j, err := newJournal(backupDir, bdir, rroot)
+	if err != nil {
+		os.RemoveAll(bdir)
+		return nil, Stats{}, err
+	}
+	u := &Undo{root: rroot, bdir: bdir, j: j}
+	a := &applier{u: u, j: j, created: map[string]bool{}, exec: dirCache{fd: -1}, plan: dirCache{fd: -1},
 		dirs: map[string]bool{".": true}, files: map[string]bool{}, buf: make([]byte, 256<<10)}
-	if a.rootfd, err = unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+	if a.rootfd, err = openRoot(rroot); err == nil {
 		// tar reads 512-byte blocks; buffer them (Apply consumes r anyway).
 		err = a.run(tar.NewReader(bufio.NewReaderSize(r, 1<<20)))
-		a.parent("")
+		a.exec.close()
+		a.plan.close()
 		unix.Close(a.rootfd)
 	}
 	if err != nil {
@@ -81,20 +89,23 @@ func Apply(root string, r io.Reader, backupDir string) (*Undo, Stats, error) {
 }
 
 // checkOutside refuses a backup directory inside root: the archive could
-// then overwrite the backup.
-func checkOutside(root, backupDir string) error {
+// then overwrite the backup. It returns root absolute, symlinks resolved.
+func checkOutside(root, backupDir string) (string, error) {
 	r, err := filepath.EvalSymlinks(root)
+	if err == nil {
+		r, err = filepath.Abs(r)
+	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	b, err := filepath.EvalSymlinks(backupDir)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if rel, err := filepath.Rel(r, b); err != nil || rel != ".." && !strings.HasPrefix(rel, "../") {
-		return fmt.Errorf("backup directory %s must be outside rootfs %s", backupDir, root)
+		return "", fmt.Errorf("backup directory %s must be outside rootfs %s", backupDir, root)
 	}
-	return nil
+	return r, nil
 }
 
 // record is one journal step: the state of path just before Apply changed it.
@@ -104,69 +115,67 @@ type record struct {
 	meta bool  // old holds only metadata: the directory itself was kept
 }
 
-// Undo rolls back or commits a successful Apply.
+// Undo rolls back or commits a successful Apply. Until one of them is done
+// its process holds a lock on the journal, which Recover then leaves alone.
 type Undo struct {
 	mu        sync.Mutex
-	root      string
+	root      string // absolute, resolved
 	bdir      string
-	journal   []record
+	j         *journal // nil once closed
+	records   []record // in memory too: Rollback needs no parsing
 	committed bool
 }
 
 // Rollback restores root as it was before Apply, undoing the journal
-// backwards. It is idempotent; after a failure it can be retried and resumes
-// where it stopped. It fails after Commit.
+// backwards, then marks the journal rolled back and removes it. It is
+// idempotent; after a failure it can be retried and resumes where it
+// stopped. It fails after Commit.
 func (u *Undo) Rollback() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.committed {
 		return errors.New("rootfs change already committed")
 	}
-	if len(u.journal) > 0 {
-		rootfd, err := unix.Open(u.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if len(u.records) > 0 {
+		rootfd, err := openRoot(u.root)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(rootfd)
-		for len(u.journal) > 0 {
-			if err := undo(rootfd, u.journal[len(u.journal)-1]); err != nil {
+		for len(u.records) > 0 {
+			if err := undo(rootfd, u.records[len(u.records)-1], u.j.data); err != nil {
 				return err
 			}
-			u.journal = u.journal[:len(u.journal)-1]
+			u.records = u.records[:len(u.records)-1]
 		}
 	}
-	return os.RemoveAll(u.bdir)
+	return u.finish(markRolledBack)
 }
 
-// Commit forgets the backup, removing what Apply stored in backupDir.
+// Commit forgets the backup: it marks the journal committed and removes
+// what Apply stored in backupDir.
 func (u *Undo) Commit() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.committed, u.journal = true, nil
-	return os.RemoveAll(u.bdir)
+	u.committed, u.records = true, nil
+	return u.finish(markCommitted)
 }
 
-func undo(rootfd int, rec record) error {
-	pfd, err := openDir(rootfd, path.Dir(rec.path))
-	if err != nil {
-		return fmt.Errorf("rollback of %s: %w", rec.path, err)
+// finish durably marks the journal, then removes it and drops the lock. If
+// the mark cannot be written the journal is removed all the same.
+func (u *Undo) finish(mark string) error {
+	var err error
+	if u.j != nil {
+		err = u.j.end(mark)
 	}
-	defer unix.Close(pfd)
-	base := path.Base(rec.path)
-	switch {
-	case rec.old == nil:
-		err = removeAt(pfd, base)
-	case rec.meta:
-		err = setMeta(pfd, base, rec.old, func(string) bool { return true })
-	default:
-		if err = removeAt(pfd, base); err == nil {
-			err = restore(pfd, base, rec.old)
-		}
+	if rerr := os.RemoveAll(u.bdir); rerr != nil {
+		return errors.Join(err, rerr)
 	}
-	if err != nil {
-		return fmt.Errorf("rollback of %s: %w", rec.path, err)
+	if u.j != nil {
+		u.j.close()
+		u.j = nil
 	}
-	return nil
+	return err
 }
 
 // openDir opens directory rel of root without following any symlink and
@@ -178,18 +187,62 @@ func openDir(rootfd int, rel string) (int, error) {
 	})
 }
 
+// batchSize and batchBytes bound a batch: the entries planned (their
+// journal lines synced together) before any of them is performed.
+var batchSize, batchBytes = 512, 16 << 20
+
+// The applier works in batches of archive entries: prepare checks an entry
+// and plans it (journals, buffered, the state of what it will change), and
+// perform syncs the journal, then makes the changes of the batch. Planning
+// ahead is sound because the records of a batch describe the state before
+// the batch, and undoing a planned change that was not made yet is harmless;
+// changes the perform phase makes that no record covers are only in paths
+// this Apply created (fresh), which rollback removes whole.
 type applier struct {
 	u        *Undo
-	store    store
+	j        *journal
 	rootfd   int
-	created  map[string]bool // paths this Apply created: nothing under them needs a backup
+	created  map[string]bool // paths this Apply creates: nothing under them needs a backup
 	dirs     map[string]bool // directory entries so far: the only valid parents
 	files    map[string]bool // regular file entries so far: the only valid hard link targets
 	dirTimes []dirTime
 	buf      []byte
 	st       Stats
-	pdir     string // parent directory of the previous entry ("": none) ...
-	pfd      int    // ... and its descriptor, reused for its siblings
+	exec     dirCache // parents for perform ...
+	plan     dirCache // ... and for prepare, reset after each batch
+}
+
+// dirCache keeps the descriptor of the last parent directory opened: archives
+// list siblings together.
+type dirCache struct {
+	rel string // "": none
+	fd  int
+}
+
+// get returns a descriptor for directory rel of root (see openDir).
+func (c *dirCache) get(rootfd int, rel string) (int, error) {
+	if c.fd >= 0 && rel == c.rel {
+		return c.fd, nil
+	}
+	c.close()
+	fd, err := openDir(rootfd, rel)
+	if err != nil {
+		return -1, fmt.Errorf("opening %q in rootfs: %w", rel, err)
+	}
+	c.rel, c.fd = rel, fd
+	return fd, nil
+}
+
+// reset must be called after removing anything: the cached directory may be
+// (under) what was removed. The descriptor stays open until the next get,
+// as the current entry may still be using it.
+func (c *dirCache) reset() { c.rel = "" }
+
+func (c *dirCache) close() {
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+	}
+	c.rel, c.fd = "", -1
 }
 
 type dirTime struct {
@@ -216,16 +269,9 @@ func (a *applier) run(tr *tar.Reader) error {
 	var werr error
 	go func() {
 		defer close(done)
-		for it := range items {
-			if werr == nil {
-				var r io.Reader = bytes.NewReader(it.data)
-				if it.tr != nil {
-					r = it.tr
-				}
-				if werr = a.entry(r, it.h); werr != nil {
-					close(failed)
-				}
-			}
+		var batch []*step
+		pending := 0
+		release := func(it applyItem) {
 			if it.done != nil {
 				close(it.done)
 			} else if it.data != nil {
@@ -235,6 +281,39 @@ func (a *applier) run(tr *tar.Reader) error {
 				}
 			}
 		}
+		flush := func() {
+			if werr == nil {
+				if werr = a.perform(batch); werr != nil {
+					close(failed)
+				}
+			}
+			for _, s := range batch {
+				release(s.it)
+			}
+			batch, pending = batch[:0], 0
+		}
+		for it := range items {
+			if werr != nil {
+				release(it)
+				continue
+			}
+			s, err := a.prepare(it)
+			if err != nil {
+				werr = err
+				close(failed)
+				release(it)
+				flush() // releases the batch
+				continue
+			}
+			batch, pending = append(batch, s), pending+len(it.data)
+			// Nothing to journal (e.g. under a new directory): no reason
+			// to wait. A large file is still in the tar reader, which
+			// waits for it.
+			if a.j.buf.Len() == 0 || it.tr != nil || len(batch) >= batchSize || pending >= batchBytes {
+				flush()
+			}
+		}
+		flush()
 	}()
 	rerr := a.read(tr, items, failed, bufs)
 	close(items)
@@ -248,13 +327,14 @@ func (a *applier) run(tr *tar.Reader) error {
 	// Directory times last: creating children changed them. Deepest first.
 	for i := len(a.dirTimes) - 1; i >= 0; i-- {
 		dt := a.dirTimes[i]
-		pfd, err := a.parent(path.Dir(dt.name))
+		pfd, err := a.exec.get(a.rootfd, path.Dir(dt.name))
 		if err != nil {
 			return err
 		}
 		if err := utimesAt(pfd, path.Base(dt.name), dt.atim, dt.mtim); err != nil {
 			return err
 		}
+		changed()
 	}
 	return nil
 }
@@ -289,10 +369,13 @@ func (a *applier) read(tr *tar.Reader, items chan<- applyItem, failed <-chan str
 		if h.Typeflag == tar.TypeReg && h.Size > smallFile {
 			it.tr, it.done = tr, make(chan struct{})
 		} else if h.Typeflag == tar.TypeReg && h.Size > 0 {
+			// Buffers wait in a batch (see run): sized to fit, reused.
 			select {
 			case it.data = <-bufs:
 			default:
-				it.data = make([]byte, smallFile)
+			}
+			if int64(cap(it.data)) < h.Size {
+				it.data = make([]byte, h.Size)
 			}
 			it.data = it.data[:h.Size]
 			if _, err := io.ReadFull(tr, it.data); err != nil {
@@ -310,33 +393,6 @@ func (a *applier) read(tr *tar.Reader, items chan<- applyItem, failed <-chan str
 	}
 }
 
-// parent returns a descriptor for directory rel of root (see openDir),
-// reusing the previous one when rel is the same directory: archives list
-// siblings together. parent("") closes it.
-func (a *applier) parent(rel string) (int, error) {
-	if a.pfd >= 0 && rel == a.pdir {
-		return a.pfd, nil
-	}
-	if a.pfd >= 0 {
-		unix.Close(a.pfd)
-		a.pfd = -1
-	}
-	if rel == "" {
-		return -1, nil
-	}
-	fd, err := openDir(a.rootfd, rel)
-	if err != nil {
-		return -1, fmt.Errorf("opening %q in rootfs: %w", rel, err)
-	}
-	a.pdir, a.pfd = rel, fd
-	return fd, nil
-}
-
-// removed must be called after removing anything: the cached parent may be
-// (under) what was removed. The descriptor stays open until the next parent
-// call, as the current entry may still be using it.
-func (a *applier) removed() { a.pdir = "" }
-
 // cleanName validates an archive name: relative, clean, no "..".
 func cleanName(n string) (string, error) {
 	n = strings.TrimSuffix(n, "/")
@@ -347,13 +403,24 @@ func cleanName(n string) (string, error) {
 	return n, nil
 }
 
-func (a *applier) entry(data io.Reader, h *tar.Header) error {
+// step is a prepared archive entry.
+type step struct {
+	it               applyItem
+	name, base       string
+	target           string // hard link target
+	whiteout, opaque bool
+	meta             node
+}
+
+// prepare checks the archive entry of it and plans it (see plan).
+func (a *applier) prepare(it applyItem) (*step, error) {
+	h := it.h
 	name, err := cleanName(h.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !a.dirs[path.Dir(name)] {
-		return damaged("entry %q: parent is not a directory entry of the archive", name)
+		return nil, damaged("entry %q: parent is not a directory entry of the archive", name)
 	}
 	var xattrs map[string][]byte
 	for k, v := range h.PAXRecords {
@@ -366,78 +433,178 @@ func (a *applier) entry(data io.Reader, h *tar.Header) error {
 				xattrs[x] = []byte(v)
 				continue
 			}
-			return damaged("entry %q: xattr %q not allowed", name, k[len(paxXattr):])
+			return nil, damaged("entry %q: xattr %q not allowed", name, k[len(paxXattr):])
 		case strings.HasPrefix(k, "TARDIS.") && !(k == paxWhiteout && v == "1") && !(k == paxOpaque && v == "1"):
-			return damaged("entry %q: unknown record %s=%s", name, k, v)
+			return nil, damaged("entry %q: unknown record %s=%s", name, k, v)
 		}
 	}
-	whiteout := h.PAXRecords[paxWhiteout] == "1"
-	if whiteout && (h.Typeflag != tar.TypeReg || h.Size != 0) {
-		return damaged("entry %q: whiteout must be an empty regular file entry", name)
+	s := &step{it: it, name: name, base: path.Base(name),
+		whiteout: h.PAXRecords[paxWhiteout] == "1", opaque: h.PAXRecords[paxOpaque] == "1"}
+	if s.whiteout && (h.Typeflag != tar.TypeReg || h.Size != 0) {
+		return nil, damaged("entry %q: whiteout must be an empty regular file entry", name)
 	}
-	if h.PAXRecords[paxOpaque] == "1" && h.Typeflag != tar.TypeDir {
-		return damaged("entry %q: only a directory can be opaque", name)
+	if s.opaque && h.Typeflag != tar.TypeDir {
+		return nil, damaged("entry %q: only a directory can be opaque", name)
 	}
-	var target string
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink:
 	case tar.TypeLink:
-		if target, err = cleanName(h.Linkname); err != nil || !a.files[target] {
-			return damaged("entry %q: hard link to %q, not a file of the archive", name, h.Linkname)
+		if s.target, err = cleanName(h.Linkname); err != nil || !a.files[s.target] {
+			return nil, damaged("entry %q: hard link to %q, not a file of the archive", name, h.Linkname)
 		}
 	default:
-		return damaged("entry %q: unsupported type %q", name, h.Typeflag)
+		return nil, damaged("entry %q: unsupported type %q", name, h.Typeflag)
 	}
-
-	pfd, err := a.parent(path.Dir(name))
-	if err != nil {
-		return fmt.Errorf("entry %q: %w", name, err)
-	}
-	base := path.Base(name)
 	delete(a.dirs, name)
 	delete(a.files, name)
-	meta := node{mode: uint32(h.Mode) & 0o7777, uid: uint32(h.Uid), gid: uint32(h.Gid),
-		atim: timespec(atime(h)), mtim: timespec(h.ModTime), xattrs: xattrs}
 	switch {
-	case whiteout:
-		a.st.Whiteouts++
-		_, err = a.clear(pfd, name, base)
+	case s.whiteout:
 	case h.Typeflag == tar.TypeDir:
-		err = a.dir(pfd, name, base, h.PAXRecords[paxOpaque] == "1", &meta)
-	case h.Typeflag == tar.TypeReg:
-		a.st.Files++
+		a.dirs[name] = true
+	case h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeLink:
 		a.files[name] = true
-		err = a.file(pfd, name, base, data, h.Size, &meta)
-	case h.Typeflag == tar.TypeSymlink:
-		a.st.Symlinks++
-		meta.mode |= unix.S_IFLNK
-		err = a.make(pfd, name, base, func() error { return unix.Symlinkat(h.Linkname, pfd, base) })
-		if err == nil {
-			err = setMeta(pfd, base, &meta, nil)
-		}
-	case h.Typeflag == tar.TypeLink:
-		a.st.Files++
-		a.files[name] = true
-		var tfd int
-		if tfd, err = openDir(a.rootfd, path.Dir(target)); err != nil {
-			break
-		}
-		// Flags 0: a symlink at target would be linked itself, not followed.
-		// The link shares the target's inode, metadata included.
-		err = a.make(pfd, name, base, func() error { return unix.Linkat(tfd, path.Base(target), pfd, base, 0) })
-		unix.Close(tfd)
 	}
+	s.meta = node{mode: uint32(h.Mode) & 0o7777, uid: uint32(h.Uid), gid: uint32(h.Gid),
+		atim: timespec(atime(h)), mtim: timespec(h.ModTime), xattrs: xattrs}
+	if err := a.planStep(s); err != nil {
+		return nil, fmt.Errorf("entry %q: %w", name, err)
+	}
+	return s, nil
+}
+
+// planStep journals (buffered) the state of whatever s will change, unless
+// s is in a path this Apply creates. It marks the paths s creates.
+func (a *applier) planStep(s *step) error {
+	if a.fresh(s.name) {
+		return nil
+	}
+	pfd, err := a.plan.get(a.rootfd, path.Dir(s.name))
 	if err != nil {
-		return fmt.Errorf("entry %q: %w", name, err)
+		return err
+	}
+	var st unix.Stat_t
+	switch err := unix.Fstatat(pfd, s.base, &st, unix.AT_SYMLINK_NOFOLLOW); {
+	case err == unix.ENOENT:
+		if s.whiteout {
+			return nil
+		}
+		a.created[s.name] = true
+		return a.log(record{path: s.name})
+	case err != nil:
+		return err
+	case s.it.h.Typeflag == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		// Kept (it may be a lower directory): its metadata, and its
+		// children if they go.
+		if err := a.save(pfd, s.name, s.base, false); err != nil || !s.opaque {
+			return err
+		}
+		d, err := openDirAt(pfd, s.base)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		kids, err := d.Readdirnames(-1)
+		if err != nil {
+			return err
+		}
+		for _, k := range kids {
+			if err := a.save(int(d.Fd()), s.name+"/"+k, k, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		if err := a.save(pfd, s.name, s.base, true); err != nil {
+			return err
+		}
+		if !s.whiteout {
+			a.created[s.name] = true
+		}
+		return nil
+	}
+}
+
+// save journals the state of dirfd/base (archive path name): only the
+// metadata of a kept directory, or everything (full).
+func (a *applier) save(dirfd int, name, base string, full bool) error {
+	if a.fresh(name) {
+		return nil
+	}
+	n, err := a.j.save(dirfd, base, full)
+	if err != nil {
+		return fmt.Errorf("backing up %q: %w", name, err)
+	}
+	return a.log(record{path: name, old: n, meta: !full})
+}
+
+func (a *applier) log(rec record) error {
+	a.u.records = append(a.u.records, rec)
+	return a.j.add(rec.line())
+}
+
+// perform makes the journal of batch durable, then applies its entries.
+func (a *applier) perform(batch []*step) error {
+	defer a.plan.close() // the batch may remove what it refers to
+	if err := a.j.flush(); err != nil {
+		return err
+	}
+	changed()
+	for _, s := range batch {
+		var data io.Reader = bytes.NewReader(s.it.data)
+		if s.it.tr != nil {
+			data = s.it.tr
+		}
+		if err := a.entry(s, data); err != nil {
+			return fmt.Errorf("entry %q: %w", s.name, err)
+		}
 	}
 	return nil
 }
 
-// file creates regular file name with the next size bytes of r as content,
+// entry makes the changes of s, journaled beforehand by planStep.
+func (a *applier) entry(s *step, data io.Reader) error {
+	h, name, base := s.it.h, s.name, s.base
+	pfd, err := a.exec.get(a.rootfd, path.Dir(name))
+	if err != nil {
+		return err
+	}
+	meta := &s.meta
+	switch {
+	case s.whiteout:
+		a.st.Whiteouts++
+		return a.clear(pfd, base)
+	case h.Typeflag == tar.TypeDir:
+		return a.dir(pfd, name, base, s.opaque, meta)
+	case h.Typeflag == tar.TypeReg:
+		a.st.Files++
+		return a.file(pfd, base, data, h.Size, meta)
+	case h.Typeflag == tar.TypeSymlink:
+		a.st.Symlinks++
+		meta.mode |= unix.S_IFLNK
+		err = a.make(pfd, base, func() error { return unix.Symlinkat(h.Linkname, pfd, base) })
+		if err == nil {
+			err = setMeta(pfd, base, meta, nil)
+			changed()
+		}
+		return err
+	default: // tar.TypeLink
+		a.st.Files++
+		tfd, err := openDir(a.rootfd, path.Dir(s.target))
+		if err != nil {
+			return err
+		}
+		defer unix.Close(tfd)
+		// Flags 0: a symlink at target would be linked itself, not followed.
+		// The link shares the target's inode, metadata included.
+		return a.make(pfd, base, func() error { return unix.Linkat(tfd, path.Base(s.target), pfd, base, 0) })
+	}
+}
+
+// file creates regular file base with the next size bytes of r as content,
 // setting its metadata through the open descriptor (cheaper than by name).
-func (a *applier) file(pfd int, name, base string, r io.Reader, size int64, meta *node) error {
+func (a *applier) file(pfd int, base string, r io.Reader, size int64, meta *node) error {
 	var fd int
-	err := a.make(pfd, name, base, func() (err error) {
+	err := a.make(pfd, base, func() (err error) {
 		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		return err
 	})
@@ -470,10 +637,11 @@ func (a *applier) file(pfd int, name, base string, r io.Reader, size int64, meta
 	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
 		return fmt.Errorf("utimes: %w", e)
 	}
+	changed()
 	return nil
 }
 
-// fresh says whether name lies in a path this Apply created (or replaced):
+// fresh says whether name lies in a path this Apply creates (or replaces):
 // rolling that path back removes everything below it, so no backup is needed.
 func (a *applier) fresh(name string) bool {
 	for p := name; p != "."; p = path.Dir(p) {
@@ -484,55 +652,30 @@ func (a *applier) fresh(name string) bool {
 	return false
 }
 
-// journal records the state of pfd/base (archive path name) before it is
-// changed: only the metadata of a kept directory, or everything (full).
-func (a *applier) journal(pfd int, name, base string, full bool) error {
-	if a.fresh(name) {
-		return nil
+// clear removes whatever is at base (journaled by planStep).
+func (a *applier) clear(pfd int, base string) error {
+	a.exec.reset()
+	err := removeAt(pfd, base)
+	if err == nil {
+		changed()
 	}
-	n, err := a.store.save(pfd, base, full)
-	if err != nil {
-		return fmt.Errorf("backing up %q: %w", name, err)
-	}
-	a.u.journal = append(a.u.journal, record{path: name, old: n, meta: !full})
-	return nil
+	return err
 }
 
-// clear removes whatever is at name, after backing it up.
-func (a *applier) clear(pfd int, name, base string) (existed bool, err error) {
-	var st unix.Stat_t
-	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT {
-		return false, nil
-	} else if err != nil {
-		return false, err
-	}
-	if err := a.journal(pfd, name, base, true); err != nil {
-		return true, err
-	}
-	a.removed()
-	return true, removeAt(pfd, base)
-}
-
-// make creates name with mk, which must fail with EEXIST if the name is
-// taken: whatever is in the way is then backed up and removed, and mk
-// retried. The journal then either restores what was there or, if nothing
-// was, removes the path. Either way name counts as created, so nothing
-// below it needs a backup of its own.
-func (a *applier) make(pfd int, name, base string, mk func() error) error {
+// make creates base with mk, which must fail with EEXIST if the name is
+// taken: whatever is in the way is then removed, and mk retried.
+func (a *applier) make(pfd int, base string, mk func() error) error {
 	err := mk()
 	if err == unix.EEXIST {
-		if _, err = a.clear(pfd, name, base); err != nil {
+		if err = a.clear(pfd, base); err != nil {
 			return err
 		}
 		err = mk()
-	} else if err == nil && !a.fresh(name) {
-		a.u.journal = append(a.u.journal, record{path: name})
 	}
-	if err != nil {
-		return err
+	if err == nil {
+		changed()
 	}
-	a.created[name] = true
-	return nil
+	return err
 }
 
 func (a *applier) dir(pfd int, name, base string, opaque bool, meta *node) error {
@@ -542,26 +685,20 @@ func (a *applier) dir(pfd int, name, base string, opaque bool, meta *node) error
 	}
 	mkdir := func() error { return unix.Mkdirat(pfd, base, 0o700) }
 	err := mkdir()
-	if err == nil && !a.fresh(name) {
-		a.u.journal = append(a.u.journal, record{path: name})
-	}
 	var st unix.Stat_t
 	fresh := err == nil
-	if err == unix.EEXIST {
+	if fresh {
+		changed()
+	} else if err == unix.EEXIST {
 		if err = unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			fresh, err = true, a.make(pfd, name, base, mkdir)
-		} else if err == nil {
-			// Keep the directory (it may be a lower one): journal its
-			// metadata, and its children if they go.
-			if err = a.journal(pfd, name, base, false); err == nil && opaque {
-				err = a.empty(pfd, name, base)
-			}
+			fresh, err = true, a.make(pfd, base, mkdir)
+		} else if err == nil && opaque {
+			err = a.empty(pfd, base) // kept
 		}
 	}
 	if err != nil {
 		return err
 	}
-	a.created[name] = a.created[name] || fresh
 	meta.mode |= unix.S_IFDIR
 	// A kept directory loses the user xattrs the old one did not have; other
 	// namespaces (security labels...) belong to the new rootfs.
@@ -572,13 +709,13 @@ func (a *applier) dir(pfd int, name, base string, opaque bool, meta *node) error
 	if err := setMeta(pfd, base, meta, prune); err != nil {
 		return err
 	}
-	a.dirs[name] = true
+	changed()
 	a.dirTimes = append(a.dirTimes, dirTime{name, meta.atim, meta.mtim})
 	return nil
 }
 
-// empty removes (after backing up) every child of directory name.
-func (a *applier) empty(pfd int, name, base string) error {
+// empty removes every child of directory base (journaled by planStep).
+func (a *applier) empty(pfd int, base string) error {
 	d, err := openDirAt(pfd, base)
 	if err != nil {
 		return err
@@ -588,14 +725,12 @@ func (a *applier) empty(pfd int, name, base string) error {
 	if err != nil {
 		return err
 	}
-	a.removed()
+	a.exec.reset()
 	for _, k := range kids {
-		if err := a.journal(int(d.Fd()), name+"/"+k, k, true); err != nil {
-			return err
-		}
 		if err := removeAt(int(d.Fd()), k); err != nil {
 			return err
 		}
+		changed()
 	}
 	return nil
 }

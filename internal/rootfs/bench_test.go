@@ -67,28 +67,29 @@ func BenchmarkSaveApply(b *testing.B) {
 		must(b, err)
 		must(b, f.Close())
 	}
-	// extract runs x into a fresh empty directory per iteration.
-	extract := func(b *testing.B, x func(dst string)) {
+	// extractOver runs x into a fresh directory per iteration, prepared by
+	// prep (nil: left empty).
+	extractOver := func(b *testing.B, prep func(dst string), x func(dst string)) {
 		b.SetBytes(size)
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			dst := filepath.Join(dir, "dst")
 			must(b, os.RemoveAll(dst))
-			must(b, os.Mkdir(dst, 0o755))
+			if prep != nil {
+				prep(dst)
+			} else {
+				must(b, os.Mkdir(dst, 0o755))
+			}
 			b.StartTimer()
 			x(dst)
 		}
 	}
-	b.Run("save/tardis", func(b *testing.B) {
-		b.SetBytes(size)
-		for i := 0; i < b.N; i++ {
-			save(b)
-		}
-	})
-	b.Run("apply/tardis", func(b *testing.B) {
+	// extract runs x into a fresh empty directory per iteration.
+	extract := func(b *testing.B, x func(dst string)) { extractOver(b, nil, x) }
+	applyTardis := func(b *testing.B, prep func(dst string)) {
 		save(b)
 		backup := b.TempDir()
-		extract(b, func(dst string) {
+		extractOver(b, prep, func(dst string) {
 			f, err := os.Open(archive)
 			must(b, err)
 			defer f.Close()
@@ -96,6 +97,25 @@ func BenchmarkSaveApply(b *testing.B) {
 			must(b, err)
 			must(b, u.Commit())
 		})
+	}
+	b.Run("save/tardis", func(b *testing.B) {
+		b.SetBytes(size)
+		for i := 0; i < b.N; i++ {
+			save(b)
+		}
+	})
+	b.Run("apply/tardis", func(b *testing.B) { applyTardis(b, nil) })
+	// Over the same (empty) directories: every file is journaled as new.
+	b.Run("apply/tardis-over-dirs", func(b *testing.B) {
+		applyTardis(b, func(dst string) {
+			for d := range 100 {
+				must(b, os.MkdirAll(filepath.Join(dst, fmt.Sprintf("d%03d", d)), 0o755))
+			}
+		})
+	})
+	// Over a copy of the tree: every file is backed up, then replaced.
+	b.Run("apply/tardis-over-files", func(b *testing.B) {
+		applyTardis(b, func(dst string) { copyTree(b, src, dst) })
 	})
 	if tarErr != nil {
 		b.Logf("no tar to compare with: %v", tarErr)

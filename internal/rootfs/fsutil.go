@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -167,9 +166,9 @@ func removeAt(dirfd int, name string) error {
 	return nil
 }
 
-// node is the saved state of one file for rollback. Metadata is kept in
-// memory (the backup directory may be on a filesystem without xattrs or
-// with different ownership rules); only regular file contents go to disk.
+// node is the saved state of one file for rollback: its metadata, and the
+// contents of a regular file as a range of the undo directory's data file.
+// It is journaled as JSON (see journal.go).
 type node struct {
 	mode       uint32 // st_mode, with type
 	uid, gid   uint32
@@ -177,89 +176,21 @@ type node struct {
 	atim, mtim unix.Timespec
 	xattrs     map[string][]byte
 	link       string           // symlink target
-	data       string           // regular file: copy of the contents
+	off, size  int64            // regular file: its contents in the data file
 	kids       map[string]*node // directory, when saved with its contents
 }
 
-// store saves nodes, copying file contents into dir.
-type store struct {
-	dir string
-	n   int
-}
-
-// save records dirfd/name: only its metadata when full is false (a directory
-// that is kept), otherwise also its contents and, for a directory, its whole
-// subtree.
-func (s *store) save(dirfd int, name string, full bool) (*node, error) {
-	var st unix.Stat_t
-	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return nil, fmt.Errorf("stat %s: %w", name, err)
-	}
-	xa, err := getXattrs(dirfd, name)
-	if err != nil {
-		return nil, err
-	}
-	n := &node{mode: st.Mode, uid: st.Uid, gid: st.Gid, rdev: st.Rdev, atim: st.Atim, mtim: st.Mtim, xattrs: xa}
-	if !full {
-		return n, nil
-	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", name, err)
-		}
-		src := os.NewFile(uintptr(fd), name)
-		defer src.Close()
-		s.n++
-		n.data = filepath.Join(s.dir, strconv.Itoa(s.n))
-		dst, err := os.OpenFile(n.data, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, err
-		}
-		_, err = io.Copy(dst, src) // copy_file_range when both sides allow it
-		if cerr := dst.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return nil, fmt.Errorf("backing up %s: %w", name, err)
-		}
-	case unix.S_IFLNK:
-		if n.link, err = readlinkAt(dirfd, name); err != nil {
-			return nil, err
-		}
-	case unix.S_IFDIR:
-		d, err := openDirAt(dirfd, name)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", name, err)
-		}
-		defer d.Close()
-		names, err := d.Readdirnames(-1)
-		if err != nil {
-			return nil, fmt.Errorf("readdir %s: %w", name, err)
-		}
-		n.kids = make(map[string]*node, len(names))
-		for _, k := range names {
-			if n.kids[k], err = s.save(int(d.Fd()), k, true); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return n, nil
-}
-
-// restore creates dirfd/name (which must not exist) as n was.
-func restore(dirfd int, name string, n *node) error {
+// restore creates dirfd/name (which must not exist) as n was, file contents
+// coming from data.
+func restore(dirfd int, name string, n *node, data *os.File) error {
 	var err error
 	switch n.mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		err = createFile(dirfd, name, func(dst *os.File) error {
-			src, err := os.Open(n.data)
-			if err != nil {
-				return err
+			c, err := io.Copy(dst, io.NewSectionReader(data, n.off, n.size))
+			if err == nil && c != n.size {
+				err = fmt.Errorf("backup data truncated (%d of %d bytes)", c, n.size)
 			}
-			defer src.Close()
-			_, err = io.Copy(dst, src)
 			return err
 		})
 	case unix.S_IFLNK:
@@ -273,7 +204,7 @@ func restore(dirfd int, name string, n *node) error {
 			break
 		}
 		for k, kid := range n.kids {
-			if err = restore(int(d.Fd()), k, kid); err != nil {
+			if err = restore(int(d.Fd()), k, kid, data); err != nil {
 				break
 			}
 		}

@@ -24,6 +24,12 @@
 //
 // PAX records were chosen over the AUFS ".wh.<name>" convention because they
 // cannot collide with a file the container really named ".wh.something".
+//
+// Crash safety: Apply journals, on disk and synced before each change, what
+// it is about to change (backupDir/tardis-undo-*/journal and .../data, see
+// journal.go). If tardis is killed during Apply, or before Commit/Rollback,
+// Recover(backupDir) puts root back exactly; after Commit it only removes
+// the journal.
 package rootfs
 
 import (
