@@ -61,6 +61,8 @@ func (a *app) create() int {
 	}
 	defer lk.Release()
 
+	a.recoverRootfs(st.Key)
+
 	var nfsErr error
 	if st.NetworkFS != nil {
 		if nfsErr = a.bindNetworkFS(bundle, st.NetworkFS); nfsErr != nil {
@@ -93,6 +95,35 @@ func (a *app) create() int {
 		return 0
 	}
 	return a.passThrough()
+}
+
+// recoverRootfs puts back rootfs changes that a restore of this key made before tardis
+// died (its work dir is still there): whatever happened, a rootfs ends untouched or fully
+// restored. The caller holds the key's lock, so no live restore of the key is running.
+func (a *app) recoverRootfs(key string) {
+	dirs, _ := filepath.Glob(filepath.Join(a.cfg.WorkDir, key, "restore-*"))
+	for _, dir := range dirs {
+		var roots []string
+		var err error
+		if backup := filepath.Join(dir, "backup"); exists(backup) { // else no file was touched
+			roots, err = rootfs.Recover(backup)
+		}
+		if err != nil {
+			a.log.Warn("cannot put back the rootfs of an interrupted restore", err, "work_dir", dir)
+			continue
+		}
+		if len(roots) > 0 {
+			a.log.Info("put back the rootfs of an interrupted restore", "rootfs", roots)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			a.log.Warn("cannot remove the work dir of an interrupted restore", err)
+		}
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // bundle is the bundle directory, absolute: --bundle, or the current directory.
