@@ -85,8 +85,8 @@ func FromSpec(s *Spec, bundle, id string) (Settings, error) {
 	ann := s.Annotations
 	var st Settings
 	st.Enabled = truthy(ann[AnnotationEnabled]) || truthy(env[EnvEnabled])
-	if !st.Enabled {
-		return st, nil
+	if !st.Enabled || isSandbox(ann) {
+		return Settings{}, nil
 	}
 	if s.Root != nil && s.Root.Path != "" {
 		st.Rootfs = s.Root.Path
@@ -130,6 +130,13 @@ func FromSpec(s *Spec, bundle, id string) (Settings, error) {
 		st.NetworkFS = m
 	}
 	return st, errors.Join(errs...)
+}
+
+// isSandbox reports a pod's sandbox ("pause") container: pod annotations reach its spec
+// too, but it holds no state worth keeping and nothing would ever restore it.
+func isSandbox(ann map[string]string) bool {
+	return ann["io.kubernetes.cri.container-type"] == "sandbox" ||
+		ann["io.kubernetes.cri-o.ContainerType"] == "sandbox"
 }
 
 // kubeKey joins Kubernetes names, which are DNS labels and so never contain "_".
