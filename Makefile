@@ -37,7 +37,7 @@ demo:
 
 # Installs runc, containerd, iptables, busybox-static and a working CRIU (as root).
 e2e-deps:
-	vagrant/install.sh
+	vagrant/install.sh --with-crictl
 
 # The real end-to-end suite (testdata/e2e) on this Linux host, as root.
 e2e-local: e2e-deps build

@@ -232,6 +232,7 @@ func e2eParams(tl e2eTools) testscript.Params {
 			"e2e-containerd": cmdE2EContainerd,
 			"e2e-timings":    cmdE2ETimings,
 			"e2e-waitstatus": cmdE2EWaitStatus,
+			"k8s":            cmdK8s, // e2e_k8s_test.go: containerd CRI + crictl
 		},
 	}
 }
