@@ -18,8 +18,6 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"golang.org/x/sys/unix"
-
-	"github.com/tardis-runtime/tardis/internal/state"
 )
 
 // The e2e-* commands of the end-to-end scripts. Each rejects bad usage with its usage line.
@@ -474,51 +472,6 @@ func cmdE2ESeq(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Logf("%s: %d..%d consecutive", strings.Join(args, " "), all[0], all[len(all)-1])
-}
-
-// e2e-ckpt KEY: prints the key's current checkpoint (its name) and manifest;
-// `! e2e-ckpt KEY` checks the key has no checkpoint (no current link, no ckpt-* directory).
-func cmdE2ECkpt(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 1 {
-		ts.Fatalf("usage: e2e-ckpt KEY")
-	}
-	dir := filepath.Join(ts.Getenv("TARDIS_CHECKPOINT_ROOT"), args[0])
-	target, err := os.Readlink(filepath.Join(dir, "current"))
-	if neg {
-		if err == nil {
-			ts.Fatalf("key %s has checkpoint %s", args[0], target)
-		}
-		if m, _ := filepath.Glob(filepath.Join(dir, "ckpt-*")); len(m) > 0 {
-			ts.Fatalf("key %s has checkpoint directories %v", args[0], m)
-		}
-		return
-	}
-	ts.Check(err)
-	b, err := os.ReadFile(filepath.Join(dir, target, "manifest.json"))
-	ts.Check(err)
-	fmt.Fprintf(ts.Stdout(), "current %s\n%s", target, b)
-}
-
-// e2e-statefile ID [RUNC_ROOT]: prints tardis's state file of the container;
-// `!` checks it has none.
-func cmdE2EStatefile(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) < 1 || len(args) > 2 {
-		ts.Fatalf("usage: e2e-statefile ID [RUNC_ROOT]")
-	}
-	root := ts.Getenv("RUNC_ROOT")
-	if len(args) == 2 {
-		root = args[1]
-	}
-	p := filepath.Join(ts.Getenv("TARDIS_STATE_DIR"), state.Name(root, args[0]))
-	b, err := os.ReadFile(p)
-	if neg {
-		if err == nil {
-			ts.Fatalf("state file of %s exists:\n%s", args[0], b)
-		}
-		return
-	}
-	ts.Check(err)
-	ts.Stdout().Write(b)
 }
 
 // e2e-damage truncate-pages|truncate-pages-fix-manifest|flip-magic FILE CKPTDIR: damages

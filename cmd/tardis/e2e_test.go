@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/tardis-runtime/tardis/internal/scenario"
 )
 
 // TestE2E is the real end-to-end suite: the production tardis binary over the real runc,
@@ -212,29 +213,36 @@ func e2eParams(tl e2eTools) testscript.Params {
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"e2e-busybox":    cmdE2EBusybox,
-			"e2e-bundle":     cmdE2EBundle,
-			"e2e-overlay":    cmdE2EOverlay,
-			"e2e-umount":     cmdE2EUmount,
-			"e2e-io":         cmdE2EIO,
-			"e2e-bg":         cmdE2EBg,
-			"e2e-bgwait":     cmdE2EBgWait,
-			"e2e-waitfor":    cmdE2EWaitFor,
-			"e2e-waitnum":    cmdE2EWaitNum,
-			"e2e-num":        cmdE2ENum,
-			"e2e-cmp":        cmdE2ECmp,
-			"e2e-seq":        cmdE2ESeq,
-			"e2e-ckpt":       cmdE2ECkpt,
-			"e2e-statefile":  cmdE2EStatefile,
-			"e2e-damage":     cmdE2EDamage,
-			"e2e-alive":      cmdE2EAlive,
-			"e2e-containerd": cmdE2EContainerd,
-			"e2e-timings":    cmdE2ETimings,
-			"e2e-waitstatus": cmdE2EWaitStatus,
-			"k8s":            cmdK8s, // e2e_k8s_test.go: containerd CRI + crictl
-		},
+		Cmds: e2eCmds(),
 	}
+}
+
+// e2eCmds are the shared scenario commands (statefile, checkpoint, ...) and the e2e ones.
+func e2eCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
+	cmds := scenario.Cmds()
+	for name, f := range map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		"e2e-busybox":    cmdE2EBusybox,
+		"e2e-bundle":     cmdE2EBundle,
+		"e2e-overlay":    cmdE2EOverlay,
+		"e2e-umount":     cmdE2EUmount,
+		"e2e-io":         cmdE2EIO,
+		"e2e-bg":         cmdE2EBg,
+		"e2e-bgwait":     cmdE2EBgWait,
+		"e2e-waitfor":    cmdE2EWaitFor,
+		"e2e-waitnum":    cmdE2EWaitNum,
+		"e2e-num":        cmdE2ENum,
+		"e2e-cmp":        cmdE2ECmp,
+		"e2e-seq":        cmdE2ESeq,
+		"e2e-damage":     cmdE2EDamage,
+		"e2e-alive":      cmdE2EAlive,
+		"e2e-containerd": cmdE2EContainerd,
+		"e2e-timings":    cmdE2ETimings,
+		"e2e-waitstatus": cmdE2EWaitStatus,
+		"k8s":            cmdK8s, // e2e_k8s_test.go: containerd CRI + crictl
+	} {
+		cmds[name] = f
+	}
+	return cmds
 }
 
 type e2eCleanupKey struct{}

@@ -175,13 +175,17 @@ func cmdExitcode(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// statefile ID: prints the state file of container ID under $RUNC_ROOT (fails if none);
-// `! statefile ID` checks there is none.
+// statefile ID [RUNC_ROOT]: prints the state file of container ID under RUNC_ROOT
+// (default $RUNC_ROOT), failing if there is none; `! statefile ID` checks there is none.
 func cmdStatefile(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 1 {
-		ts.Fatalf("usage: statefile ID")
+	if len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: statefile ID [RUNC_ROOT]")
 	}
-	p := filepath.Join(ts.Getenv("TARDIS_STATE_DIR"), state.Name(ts.Getenv("RUNC_ROOT"), args[0]))
+	root := ts.Getenv("RUNC_ROOT")
+	if len(args) == 2 {
+		root = args[1]
+	}
+	p := filepath.Join(ts.Getenv("TARDIS_STATE_DIR"), state.Name(root, args[0]))
 	b, err := os.ReadFile(p)
 	if neg {
 		if err == nil {
@@ -194,7 +198,7 @@ func cmdStatefile(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // checkpoint KEY: prints the name of the key's current checkpoint and its manifest;
-// `! checkpoint KEY` checks it has none.
+// `! checkpoint KEY` checks it has none (no current link, no ckpt-* directory).
 func cmdCheckpoint(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: checkpoint KEY")
@@ -204,6 +208,9 @@ func cmdCheckpoint(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		if err == nil {
 			ts.Fatalf("key %s has checkpoint %s", args[0], target)
+		}
+		if m, _ := filepath.Glob(filepath.Join(dir, "ckpt-*")); len(m) > 0 {
+			ts.Fatalf("key %s has checkpoint directories %v", args[0], m)
 		}
 		return
 	}
