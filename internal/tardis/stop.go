@@ -26,7 +26,7 @@ func (a *app) start() int {
 	if sf == nil || !sf.StartPending {
 		return a.passThrough()
 	}
-	status, err := a.runc.Status(a.ctx, a.cfg.Timeouts.Lock.Duration, sf.ID)
+	status, err := a.status(sf.ID)
 	if err != nil || status != "running" {
 		a.log.Warn("restored container is not running; passing start to runc", err, "status", status)
 		return a.passThrough()
@@ -61,7 +61,7 @@ func (a *app) kill() int {
 	if sf = a.stateOf(); sf == nil { // what another operation did while we waited counts
 		return a.passThrough()
 	}
-	status, err := a.runc.Status(a.ctx, a.cfg.Timeouts.Lock.Duration, sf.ID)
+	status, err := a.status(sf.ID)
 	if err != nil {
 		a.log.Warn("cannot read the container's runtime state; delivering the signal without a checkpoint", err)
 		return a.passThrough()
@@ -98,13 +98,13 @@ func (a *app) delete() int {
 		lk, err := a.lockKey(sf.Key)
 		if err != nil {
 			a.log.Warn("cannot serialise on the key; deleting without a checkpoint", err)
-			return a.passThrough()
+			return a.deleteAsAsked(sf, "unknown")
 		}
 		defer lk.Release()
 		if sf = a.stateOf(); sf == nil {
 			return a.passThrough()
 		}
-		status, err = a.runc.Status(a.ctx, a.cfg.Timeouts.Lock.Duration, sf.ID)
+		status, err = a.status(sf.ID)
 		switch {
 		case err != nil:
 			a.log.Warn("cannot read the container's runtime state; deleting as asked", err)
@@ -121,8 +121,14 @@ func (a *app) delete() int {
 			a.forgetKey(sf)
 		}
 	}
+	return a.deleteAsAsked(sf, status)
+}
+
+// deleteAsAsked runs the caller's delete and removes the state file once the container is
+// gone (deleted now, or never known to runc: a failed create).
+func (a *app) deleteAsAsked(sf *state.File, status string) int {
 	code := a.runCaller()
-	if code == 0 || status == "" { // deleted, or runc never knew it (a failed create)
+	if code == 0 || status == "" {
 		a.removeState(sf)
 	}
 	return code
@@ -162,8 +168,8 @@ func (a *app) checkpointOrWarn(sf *state.File) (gone bool) {
 	}
 	a.log.Warn("checkpoint failed; carrying on as asked", err)
 	// A dump that died or hung can leave the container frozen; thaw it so the signal lands.
-	if st, serr := a.runc.Status(a.ctx, a.cfg.Timeouts.Lock.Duration, sf.ID); serr == nil && st == "paused" {
-		if _, rerr := a.runc.Run(a.ctx, a.cfg.Timeouts.Lock.Duration, runc.Stdio{}, "resume", sf.ID); rerr != nil {
+	if st, serr := a.status(sf.ID); serr == nil && st == "paused" {
+		if _, rerr := a.runc.Run(a.ctx, statusTimeout, runc.Stdio{}, "resume", sf.ID); rerr != nil {
 			a.log.Warn("cannot resume the container after the failed checkpoint", rerr)
 		}
 	}

@@ -228,6 +228,14 @@ func (a *app) workDir(key, op string) (string, error) {
 	return dir, nil
 }
 
+// statusTimeout bounds `runc state`, which only reads a file under runc's root.
+const statusTimeout = 10 * time.Second
+
+// status is runc's runtime state of a container ("" when runc does not know it).
+func (a *app) status(id string) (string, error) {
+	return a.runc.Status(a.ctx, statusTimeout, id)
+}
+
 // thisNode describes this machine for a manifest or a restore's compatibility check.
 func (a *app) thisNode() store.Node {
 	return store.ThisNode(a.env.CPUInfo, a.runc.Version(a.ctx), a.criu.Version(a.ctx))
