@@ -6,13 +6,14 @@ PREFIX  ?= /usr/local
 FUZZTIME ?= 10s
 FUZZERS  := internal/runcargs:FuzzParse internal/config:FuzzLoad internal/store:FuzzManifest internal/criuimg:FuzzValidate
 
-.PHONY: fuzz all build test vet check e2e-deps e2e-local e2e demo install clean
+.PHONY: bench fuzz all build test vet check e2e-deps e2e-local e2e demo install clean
 
 all: build
 
+# Static binaries: a dynamically linked Go binary costs ~3 ms more to start, on every runc call.
 build:
-	$(GO) build -o $(BIN)/tardis ./cmd/tardis
-	$(GO) build -o $(BIN)/tardisctl ./cmd/tardisctl
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/tardis ./cmd/tardis
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/tardisctl ./cmd/tardisctl
 
 vet:
 	$(GO) vet ./...
@@ -34,6 +35,15 @@ fuzz:
 
 demo:
 	vagrant/demo.sh
+
+# Go benchmarks of the hot paths, then the whole-process harness against the real runc and
+# CRIU (as root; about 6 minutes), which prints a table and writes $(BIN)/bench.json.
+BENCHTIME  ?= 1s
+BENCH_ARGS ?=
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/runcargs ./internal/optin ./internal/state ./internal/store ./internal/criuimg ./internal/rootfs
+	@mkdir -p $(BIN)
+	$(GO) run ./cmd/tardis-bench -json $(BIN)/bench.json $(BENCH_ARGS)
 
 # Installs runc, containerd, iptables, busybox-static and a working CRIU (as root).
 e2e-deps:

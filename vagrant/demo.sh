@@ -15,7 +15,7 @@ say() { printf '\n== %s\n' "$*"; }
 say "installing runc, CRIU and friends (idempotent)"
 vagrant/install.sh --quiet
 say "building tardis"
-go build -o bin/tardis ./cmd/tardis
+CGO_ENABLED=0 go build -o bin/tardis ./cmd/tardis
 tardis="$PWD/bin/tardis"
 
 work=$(mktemp -d /tmp/tardis-demo.XXXXXX)

@@ -60,6 +60,7 @@ func TestE2E(t *testing.T) {
 		gobin = "go"
 	}
 	build := exec.Command(gobin, "build", "-o", tools.tardis, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build does
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build of tardis: %v\n%s", err, out)
 	}

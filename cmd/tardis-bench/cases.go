@@ -1,0 +1,604 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/tardis-runtime/tardis/internal/criuimg"
+	"github.com/tardis-runtime/tardis/internal/rootfs"
+	"github.com/tardis-runtime/tardis/internal/state"
+	"github.com/tardis-runtime/tardis/internal/store"
+)
+
+// makeBundle writes a bundle whose config.json is `runc spec`'s with no terminal, a
+// writable rootfs, PATH=/bin, the given process args and annotations. The rootfs is a
+// hard-linked copy of the lower layer unless overlay (then an overlay is mounted there
+// per iteration).
+func (b *bench) makeBundle(dir string, ann map[string]string, overlay bool, args ...string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if _, err := b.run(b.runc, "spec", "--bundle", dir); err != nil {
+		return err
+	}
+	p := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return err
+	}
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = args
+	proc["env"] = []string{"PATH=/bin"}
+	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
+	if len(ann) > 0 {
+		spec["annotations"] = ann
+	}
+	out, err := json.MarshalIndent(spec, "", "\t")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		return err
+	}
+	if overlay {
+		return os.MkdirAll(filepath.Join(dir, "rootfs"), 0o755)
+	}
+	return linkTree(b.path("lower"), filepath.Join(dir, "rootfs"))
+}
+
+func optedIn(key string) map[string]string {
+	return map[string]string{"dev.tardis.enabled": "true", "dev.tardis.key": key}
+}
+
+// tools are the three ways of running a pass-through command.
+func (b *bench) tools() map[string]string {
+	return map[string]string{"runc": b.runc, "go-exec-floor": b.floor, "tardis": b.tardis}
+}
+
+var toolOrder = []string{"runc", "go-exec-floor", "tardis"}
+
+// passThrough times the commands tardis hands to runc untouched, on one running container
+// that did not opt in.
+func (b *bench) passThrough(res *results, n int) error {
+	bundle := b.path("bundles", "sleeper")
+	if err := b.makeBundle(bundle, nil, false, "/bin/sleep", "1000000"); err != nil {
+		return err
+	}
+	const id = "pt"
+	wt, err := b.startContainer(b.runc, id, bundle)
+	if err != nil {
+		return err
+	}
+	defer wt.close()
+	defer b.remove(id)
+	tools := b.tools()
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"state", []string{"state", id}},
+		{"kill (signal 0)", []string{"kill", id, "0"}},
+		{"exec", []string{"exec", id, "/bin/true"}},
+		{"list", []string{"list"}},
+	} {
+		g := res.group("pass-through "+c.name, fmt.Sprintf("`%s --root R %v` on a running container", "<tool>", c.args), "runc")
+		g.compare("tardis", "go-exec-floor", 1.05)
+		g.compare("tardis", "runc", 0)
+		g.compare("go-exec-floor", "runc", 0)
+		args := b.rootArgs(c.args...)
+		for _, t := range toolOrder { // warm the page cache
+			if _, err := b.run(tools[t], args...); err != nil {
+				return err
+			}
+		}
+		err := b.alternate(n, toolOrder, func(i int, t string) error {
+			d, err := b.run(tools[t], args...)
+			g.add(t, d)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createNotOptedIn times create, then delete, of a container that did not opt in.
+func (b *bench) createNotOptedIn(res *results, n int) error {
+	bundle := b.path("bundles", "plain")
+	if err := b.makeBundle(bundle, nil, false, "/bin/sleep", "1000000"); err != nil {
+		return err
+	}
+	gc := res.group("create (not opted in)", "`<tool> create` of a busybox container whose config.json does not opt in (tardis reads it and execs runc)", "runc")
+	gd := res.group("delete (not opted in)", "`<tool> delete` of that created container (tardis looks for its state file, then execs runc)", "runc")
+	for _, g := range []*group{gc, gd} {
+		g.compare("tardis", "go-exec-floor", 1.05)
+		g.compare("tardis", "runc", 0)
+	}
+	tools := b.tools()
+	return b.alternate(n+1, toolOrder, func(i int, t string) error {
+		id := fmt.Sprintf("np-%s-%d", t, i)
+		defer b.remove(id)
+		wt, err := b.newWatch()
+		if err != nil {
+			return err
+		}
+		defer wt.close()
+		dc, err := b.runWith(wt, tools[t], b.rootArgs("create", "--bundle", bundle, id)...)
+		wt.handedOver()
+		if err != nil {
+			return err
+		}
+		dd, err := b.run(tools[t], b.rootArgs("delete", id)...)
+		if err != nil {
+			return err
+		}
+		if b.status(id) != "" {
+			return fmt.Errorf("%s still there after delete", id)
+		}
+		if i > 0 { // the first round warms the page cache
+			gc.add(t, dc)
+			gd.add(t, dd)
+		}
+		return nil
+	})
+}
+
+// nodeProbe times what tardis runs to describe this node (a checkpoint's manifest, and
+// every restore's compatibility check): `runc --version` and `criu --version`.
+func (b *bench) nodeProbe(res *results, n int) error {
+	g := res.group("node probe", "`runc --version` and `criu --version`: tardis runs both on every checkpoint (manifest) and every restore (inside its validate step)", "")
+	return b.alternate(n, []string{"runc --version", "criu --version"}, func(i int, v string) error {
+		bin := b.runc
+		if v == "criu --version" {
+			bin = b.criu
+		}
+		d, err := b.run(bin, "--version")
+		g.add(v, d)
+		return err
+	})
+}
+
+// makeChanges writes the change-set tree of the overlay cases: mib files of 1 MiB in 10
+// directories, and 200 small files with a user xattr on every tenth.
+func (b *bench) makeChanges(mib int) error {
+	dir := b.path("changes")
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(rng.Uint32())
+	}
+	for i := 0; i < mib; i++ {
+		sub := filepath.Join(dir, fmt.Sprintf("d%02d", i%10))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return err
+		}
+		buf[0], buf[1] = byte(i), byte(i>>8)
+		if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("big%04d", i)), buf, 0o644); err != nil {
+			return err
+		}
+	}
+	small := filepath.Join(dir, "small")
+	if err := os.MkdirAll(small, 0o755); err != nil {
+		return err
+	}
+	for i := 0; i < 200; i++ {
+		p := filepath.Join(small, fmt.Sprintf("f%03d", i))
+		if err := os.WriteFile(p, buf[:4096], 0o640); err != nil {
+			return err
+		}
+		if i%10 == 0 {
+			if err := syscall.Setxattr(p, "user.bench", []byte("v"), 0); err != nil {
+				return err
+			}
+		}
+	}
+	syscall.Sync()
+	return nil
+}
+
+// files times rootfs.Save and rootfs.Apply (as tardis uses them: Save through a 1 MiB
+// buffered writer, Apply from the file into an empty directory, then Commit) against GNU
+// tar creating and extracting the same tree, all on the run's filesystem.
+func (b *bench) files(res *results, n, mib int) error {
+	if err := b.makeChanges(mib); err != nil {
+		return err
+	}
+	src := b.path("changes")
+	gs := res.group("files save", fmt.Sprintf("archive the %d MiB change set (%d x 1 MiB + 200 x 4 KiB) to a file", mib, mib), "tar -c")
+	ga := res.group("files restore", "extract that archive into an empty directory (owners, modes, times, xattrs)", "tar -x")
+	gs.compare("rootfs.Save", "tar -c", 1.0)
+	ga.compare("rootfs.Apply", "tar -x", 1.0)
+	tarArgs := []string{"--xattrs", "--xattrs-include=*"}
+	save := func(v, out string) (time.Duration, error) {
+		_ = os.Remove(out)
+		syscall.Sync()
+		if v == "tar -c" {
+			return b.run("tar", append(tarArgs, "-cf", out, "-C", src, ".")...)
+		}
+		start := time.Now()
+		f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return 0, err
+		}
+		w := bufio.NewWriterSize(f, 1<<20)
+		_, err = rootfs.Save(src, w)
+		if err == nil {
+			err = w.Flush()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return time.Since(start), err
+	}
+	refTardis, refTar := b.path("files", "ref-tardis.tar"), b.path("files", "ref-gnu.tar")
+	if err := os.MkdirAll(b.path("files"), 0o755); err != nil {
+		return err
+	}
+	if _, err := save("rootfs.Save", refTardis); err != nil {
+		return err
+	}
+	if _, err := save("tar -c", refTar); err != nil {
+		return err
+	}
+	dst, backup := b.path("files", "dst"), b.path("files", "backup")
+	extract := func(v string) (time.Duration, error) {
+		for _, d := range []string{dst, backup} {
+			if err := os.RemoveAll(d); err != nil {
+				return 0, err
+			}
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return 0, err
+			}
+		}
+		syscall.Sync()
+		if v == "tar -x" {
+			return b.run("tar", append(tarArgs, "--same-owner", "-xpf", refTar, "-C", dst)...)
+		}
+		start := time.Now()
+		f, err := os.Open(refTardis)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		u, _, err := rootfs.Apply(dst, f, backup)
+		if err == nil {
+			err = u.Commit()
+		}
+		return time.Since(start), err
+	}
+	err := b.alternate(n, []string{"rootfs.Save", "tar -c", "rootfs.Apply", "tar -x"}, func(i int, v string) error {
+		switch v {
+		case "rootfs.Save", "tar -c":
+			d, err := save(v, b.path("files", "out.tar"))
+			gs.add(v, d)
+			return err
+		default:
+			d, err := extract(v)
+			ga.add(v, d)
+			return err
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range []string{refTardis, refTar} {
+		if st, err := os.Stat(p); err == nil {
+			gs.Extra[filepath.Base(p)+" bytes"] = fmt.Sprint(st.Size())
+		}
+	}
+	return os.RemoveAll(b.path("files"))
+}
+
+// checkpointRestore is one container kind (memory touched, plain or overlay rootfs with
+// the change set in its upper directory): per round and variant, a container is started,
+// stopped through a checkpoint (timed), and brought back from it (timed).
+//
+//   - tardis: `tardis create` + `start` of an opted-in container (no checkpoint yet: fresh),
+//     then `tardis kill ID 15` (checkpoint: runc checkpoint, the upper directory's changes,
+//     manifest, sync, publish), `tardis delete`; then `tardis create` of a new container
+//     with the same key (validate, restore the files into a fresh empty upper, runc
+//     restore), and `tardis start` (which only records it).
+//   - runc: the same container from `runc create` + `start`, then `runc checkpoint`, `runc
+//     delete`, then `runc restore -d` of the image, on the same rootfs (overlay upper
+//     untouched: bare runc carries no files).
+func (b *bench) checkpointRestore(res *results, val *group, o options, mib int, ovl bool) error {
+	kind, label := "plain", fmt.Sprintf("%d MiB", mib)
+	if ovl {
+		kind, label = "overlay", fmt.Sprintf("%d MiB + %d MiB files", mib, o.changesMiB)
+	}
+	name := fmt.Sprintf("%dm-%s", mib, kind)
+	key := "bench-" + name
+	bundle := b.path("bundles", name)
+	if err := b.makeBundle(bundle, optedIn(key), ovl, "/bin/memhog", "-mib", fmt.Sprint(mib)); err != nil {
+		return err
+	}
+	mp := filepath.Join(bundle, "rootfs")
+	rootfsDesc := "plain directory rootfs"
+	if ovl {
+		rootfsDesc = fmt.Sprintf("overlay rootfs with %d MiB of files in its upper directory", o.changesMiB)
+	}
+	ck := res.group("checkpoint "+label, fmt.Sprintf("stop of a container touching %d MiB, %s: `tardis kill ID 15` vs `runc checkpoint`", mib, rootfsDesc), "runc")
+	rs := res.group("restore "+label, "`tardis create` (validate, restore files, runc restore) vs `runc restore -d` of the same kind of image; tardis create+start adds the start that follows", "runc")
+	ck.compare("tardis", "runc", 1.10)
+	ck.compare("tardis", "runc + fsync", 1.10)
+	rs.compare("tardis", "runc", 1.10)
+	rs.compare("tardis create+start", "runc", 1.10)
+	var imageBytes int64
+	err := b.alternate(o.heavyN, []string{"tardis", "runc"}, func(i int, v string) error {
+		id1, id2 := fmt.Sprintf("%s-%s-a%d", name, v, i), fmt.Sprintf("%s-%s-b%d", name, v, i)
+		if ovl {
+			if err := b.mountOverlay(mp, name, true); err != nil {
+				return err
+			}
+			defer b.unmountOverlay(mp, name)
+		}
+		defer b.remove(id1)
+		defer b.remove(id2)
+		tool := b.runc
+		if v == "tardis" {
+			tool = b.tardis
+		}
+		wt, err := b.startContainer(tool, id1, bundle)
+		if err != nil {
+			return err
+		}
+		defer wt.close()
+		if err := await(wt.ready, "ready", 2*time.Minute); err != nil {
+			return err
+		}
+		img, work := b.path("runc-img", id1), b.path("runc-work", id1)
+		defer os.RemoveAll(img)
+		defer os.RemoveAll(work)
+		syscall.Sync() // nothing of the previous round is left to write back
+		if v == "tardis" {
+			d, err := b.run(b.tardis, b.rootArgs("kill", id1, "15")...)
+			if err != nil {
+				return err
+			}
+			if st := b.status(id1); st != "" {
+				return fmt.Errorf("%s is %s after tardis kill 15: the checkpoint failed (see %s)", id1, st, b.path("tardis.log"))
+			}
+			sf, err := b.stateFile(id1)
+			if err != nil || sf.Checkpointed == nil {
+				return fmt.Errorf("%s: no checkpoint recorded in its state file (%v)", id1, err)
+			}
+			vr := ck.add(v, d)
+			for k, x := range sf.Timings {
+				vr.part(k, x)
+			}
+			vr.part("outside_total (start, lock, runc state, node probe, manifest, sync, publish)", float64(d.Microseconds())/1000-sf.Timings["total"])
+			if _, err := b.run(b.tardis, b.rootArgs("delete", id1)...); err != nil {
+				return err
+			}
+			if i == 0 {
+				if imageBytes, err = b.validation(val, o.n, key, label); err != nil {
+					return err
+				}
+			}
+		} else {
+			for _, d := range []string{img, work} {
+				if err := os.MkdirAll(d, 0o700); err != nil {
+					return err
+				}
+			}
+			d, err := b.run(b.runc, b.rootArgs("--criu", b.criu, "checkpoint", "--image-path", img, "--work-path", work, id1)...)
+			if err != nil {
+				return err
+			}
+			ck.add(v, d)
+			// What tardis adds for durability: every image file and directory synced.
+			t := time.Now()
+			if err := syncTree(img); err != nil {
+				return err
+			}
+			ck.add("runc + fsync", d+time.Since(t))
+			b.remove(id1) // runc checkpoint has already destroyed it (no --leave-running)
+		}
+		wt.close()
+		if ovl && v == "tardis" { // the next incarnation gets a fresh, empty upper directory
+			if err := b.unmountOverlay(mp, name); err != nil {
+				return err
+			}
+			if err := b.mountOverlay(mp, name, false); err != nil {
+				return err
+			}
+		}
+		wt2, err := b.newWatch()
+		if err != nil {
+			return err
+		}
+		defer wt2.close()
+		syscall.Sync()
+		if v == "tardis" {
+			d, err := b.runWith(wt2, b.tardis, b.rootArgs("create", "--bundle", bundle, id2)...)
+			wt2.handedOver()
+			if err != nil {
+				return err
+			}
+			sf, err := b.stateFile(id2)
+			if err != nil {
+				return err
+			}
+			if sf.Started != state.StartedRestored {
+				return fmt.Errorf("%s was not restored: %s", id2, sf.Fallback)
+			}
+			vr := rs.add(v, d)
+			for k, x := range sf.Timings {
+				vr.part(k, x)
+			}
+			vr.part("outside_total (start, config, state files, lock)", float64(d.Microseconds())/1000-sf.Timings["total"])
+			// The rest of total: restore stats, commit, consume (remove) the checkpoint,
+			// remove the work dir, all before create returns.
+			vr.part("after_runc_restore (consume checkpoint, cleanup)", sf.Timings["total"]-sf.Timings["validate"]-sf.Timings["restore_files"]-sf.Timings["runc_restore"])
+			ds, err := b.run(b.tardis, b.rootArgs("start", id2)...)
+			if err != nil {
+				return err
+			}
+			rs.add("tardis create+start", d+ds).part("start", float64(ds.Microseconds())/1000)
+		} else {
+			work2 := work + "-restore"
+			if err := os.MkdirAll(work2, 0o700); err != nil {
+				return err
+			}
+			defer os.RemoveAll(work2)
+			d, err := b.runWith(wt2, b.runc, b.rootArgs("--criu", b.criu, "restore", "-d", "--image-path", img, "--work-path", work2, "--bundle", bundle, id2)...)
+			wt2.handedOver()
+			if err != nil {
+				return err
+			}
+			rs.add(v, d)
+		}
+		if st := b.status(id2); st != "running" {
+			return fmt.Errorf("%s is %q after the restore", id2, st)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ck.Extra["image bytes (first tardis checkpoint)"] = fmt.Sprint(imageBytes)
+	return nil
+}
+
+// syncTree fsyncs every file and directory under dir, as tardis does before publishing.
+func syncTree(dir string) error {
+	return filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Sync()
+	})
+}
+
+// validation times, in this process, the validation tardis does before a restore, on the
+// real checkpoint of key: criuimg.Validate of the CRIU images, and store.Validate (which
+// includes it). The node is the checkpoint's own, so that the compatibility check passes
+// without running runc and criu (the node probe is timed on its own).
+func (b *bench) validation(g *group, n int, key, label string) (int64, error) {
+	s := store.Store{Root: b.ckptRoot}
+	ck, err := s.Current(key)
+	if err != nil || ck == nil {
+		return 0, fmt.Errorf("no checkpoint for %s to validate (%v)", key, err)
+	}
+	m, err := store.ReadManifest(ck.Dir)
+	if err != nil {
+		return 0, err
+	}
+	size := store.DirSize(ck.Images())
+	for i := 0; i < n+1; i++ {
+		t := time.Now()
+		if err := criuimg.Validate(ck.Images()); err != nil {
+			return 0, err
+		}
+		d1 := time.Since(t)
+		t = time.Now()
+		if _, err := store.Validate(ck, m.Node); err != nil {
+			return 0, err
+		}
+		d2 := time.Since(t)
+		if i > 0 {
+			g.add("criuimg.Validate "+label, d1)
+			g.add("store.Validate "+label, d2)
+		}
+	}
+	gib := float64(size) / (1 << 30)
+	g.Extra["images "+label] = fmt.Sprintf("%d bytes (%.3f GiB), %d files listed", size, gib, len(m.Files))
+	g.Extra["ms per GiB "+label] = fmt.Sprintf("store.Validate %.3f ms/GiB (median %.3f ms)",
+		median(g.v("store.Validate "+label).Samples)/gib, median(g.v("store.Validate "+label).Samples))
+	return size, nil
+}
+
+// timeToReady compares a slow-starting application's time to ready when started fresh
+// through tardis (create + start, then its warm-up) with its time to run again when
+// restored through tardis (create + start, until its first tick after the restore).
+func (b *bench) timeToReady(res *results, n int, warm time.Duration) error {
+	const key = "bench-warm"
+	bundle := b.path("bundles", "warm")
+	if err := b.makeBundle(bundle, optedIn(key), false, "/bin/memhog", "-mib", "64", "-warm", warm.String(), "-tick", "5ms"); err != nil {
+		return err
+	}
+	g := res.group("time to ready", fmt.Sprintf("an application touching 64 MiB with a %s warm-up: from `tardis create` to ready (fresh: its \"ready\" line; restored: its first \"tick\" line, 5 ms ticks)", warm), "fresh start")
+	g.compare("restore", "fresh start", 0)
+	for i := 0; i < n; i++ {
+		if err := b.ctx.Err(); err != nil {
+			return err
+		}
+		if err := b.readyRound(g, bundle, i); err != nil {
+			return fmt.Errorf("round %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (b *bench) readyRound(g *group, bundle string, i int) error {
+	id1, id2 := fmt.Sprintf("warm-a%d", i), fmt.Sprintf("warm-b%d", i)
+	defer b.remove(id1)
+	defer b.remove(id2)
+	launch := func(id string) (*watch, time.Time, error) {
+		wt, err := b.newWatch()
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		syscall.Sync()
+		t0 := time.Now()
+		_, err = b.runWith(wt, b.tardis, b.rootArgs("create", "--bundle", bundle, id)...)
+		wt.handedOver()
+		if err == nil {
+			_, err = b.run(b.tardis, b.rootArgs("start", id)...)
+		}
+		return wt, t0, err
+	}
+	wt, t0, err := launch(id1)
+	defer wt.close()
+	if err != nil {
+		return err
+	}
+	if err := await(wt.ready, "ready", 2*time.Minute); err != nil {
+		return err
+	}
+	if sf, err := b.stateFile(id1); err != nil || sf.Started != state.StartedCreated {
+		return fmt.Errorf("%s: not a fresh start (%v)", id1, err)
+	}
+	g.add("fresh start", wt.readyAt.Sub(t0))
+	if _, err := b.run(b.tardis, b.rootArgs("kill", id1, "15")...); err != nil {
+		return err
+	}
+	if _, err := b.run(b.tardis, b.rootArgs("delete", id1)...); err != nil {
+		return err
+	}
+	wt.close()
+	wt2, t0, err := launch(id2)
+	defer wt2.close()
+	if err != nil {
+		return err
+	}
+	if err := await(wt2.tick, "tick", time.Minute); err != nil {
+		return err
+	}
+	sf, err := b.stateFile(id2)
+	if err != nil || sf.Started != state.StartedRestored {
+		return fmt.Errorf("%s: not restored (%v)", id2, err)
+	}
+	g.add("restore", wt2.tickAt.Sub(t0))
+	return nil
+}
