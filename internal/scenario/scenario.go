@@ -116,6 +116,7 @@ func Cmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) 
 		"jsonlines":  cmdJSONLines,
 		"tmpfs":      cmdTmpfs,
 		"readonly":   cmdReadonly,
+		"waitempty":  cmdWaitEmpty,
 	}
 }
 
@@ -315,4 +316,24 @@ func cmdReadonly(ts *testscript.TestScript, neg bool, args []string) {
 	dir := ts.MkAbs(args[0])
 	mount(ts, dir, "--bind", dir, dir)
 	mount(ts, dir, "-o", "remount,bind,ro", dir)
+}
+
+// waitempty DIR: waits (up to 10 s) until DIR has no entries, for what tardis removes in
+// the background.
+func cmdWaitEmpty(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitempty DIR")
+	}
+	var names []string
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		entries, err := os.ReadDir(ts.MkAbs(args[0]))
+		ts.Check(err)
+		if names = nil; len(entries) == 0 {
+			return
+		}
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+	}
+	ts.Fatalf("%s still holds %v", args[0], names)
 }

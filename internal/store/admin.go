@@ -17,7 +17,7 @@ const (
 	KindCurrent = "current" // the checkpoint current names
 	KindAside   = "aside"   // set aside after a failed restore, with REASON
 	KindOrphan  = "orphan"  // a ckpt-* directory current does not name (a crash between rename and link swap)
-	KindPartial = "partial" // a .tmp-* directory being written or left by a crash, or a stray .current-* link
+	KindPartial = "partial" // a .tmp-* directory being written or left by a crash, a stray .current-* link, or a consumed-* one restored from and not yet removed
 )
 
 // stampLayout is the time part of a checkpoint's stamp (see stamp).
@@ -87,6 +87,7 @@ func (s Store) Entries(key string) ([]Entry, error) {
 				e.SetAside = st.ModTime()
 			}
 		case strings.HasPrefix(name, ".tmp-") && de.IsDir(),
+			strings.HasPrefix(name, "consumed-") && de.IsDir(),
 			strings.HasPrefix(name, ".current-") && de.Type()&fs.ModeSymlink != 0:
 			e.Kind = KindPartial
 		default:
@@ -145,7 +146,7 @@ func (s Store) RemoveEntry(e Entry) error {
 	if err != nil {
 		return err
 	}
-	return syncDir(s.KeyDir(e.Key))
+	return syncPath(s.KeyDir(e.Key))
 }
 
 // RemoveKeyDirIfEmpty removes the key's directory when nothing is left in it; it reports

@@ -4,6 +4,7 @@
 //	<root>/<key>/ckpt-<stamp>/    manifest.json, images/ (CRIU), rootfs.tar (container files)
 //	<root>/<key>/.tmp-<stamp>/    a checkpoint being written (never read)
 //	<root>/<key>/aside-<stamp>/   a checkpoint set aside after a failed restore, with REASON
+//	<root>/<key>/consumed-<stamp>/ a checkpoint restored from, being removed
 //
 // A checkpoint is published by renaming its finished directory into place and then
 // swapping the current symlink with rename(2), so a crash at any moment leaves either the
@@ -22,6 +23,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -144,7 +147,7 @@ func (p *Pending) Publish(m *Manifest) (*Checkpoint, error) {
 		_ = os.Remove(tmpLink)
 		return nil, fmt.Errorf("publish checkpoint: %w", err)
 	}
-	if err := syncDir(keyDir); err != nil {
+	if err := syncPath(keyDir); err != nil {
 		return nil, err
 	}
 	c := &Checkpoint{Key: p.Key, Name: p.Name, Dir: final}
@@ -157,9 +160,26 @@ func (p *Pending) Publish(m *Manifest) (*Checkpoint, error) {
 	return c, nil
 }
 
-// Consume removes a checkpoint after a successful restore.
+// Consume removes a checkpoint.
 func (s Store) Consume(c *Checkpoint) error {
 	return s.drop(c, func() error { return os.RemoveAll(c.Dir) })
+}
+
+// Retire takes a checkpoint out of use at once (after a successful restore): it is no
+// longer current and is renamed consumed-<stamp>, to be removed later (deleting gigabytes
+// of images is not something a container's create should wait for). It returns the new
+// path.
+func (s Store) Retire(c *Checkpoint) (string, error) {
+	retired := filepath.Join(s.KeyDir(c.Key), "consumed-"+strings.TrimPrefix(c.Name, "ckpt-"))
+	return retired, s.drop(c, func() error { return os.Rename(c.Dir, retired) })
+}
+
+// IsRetired reports whether path is a retired checkpoint of this store (and so may be
+// removed): <root>/<key>/consumed-*.
+func (s Store) IsRetired(path string) bool {
+	key, name := filepath.Split(filepath.Clean(path))
+	return filepath.Dir(filepath.Clean(key)) == filepath.Clean(s.Root) &&
+		strings.HasPrefix(name, "consumed-") && !strings.ContainsAny(name, "/")
 }
 
 // SetAside moves a checkpoint that failed out of the way, keeping it with the reason, so
@@ -191,7 +211,8 @@ func (s Store) drop(c *Checkpoint, then func() error) error {
 
 // RemoveOlderThan removes the key's current checkpoint when it was made before t (a
 // container that ended on its own leaves nothing behind; a newer checkpoint belongs to
-// another incarnation), and any leftover temporary directory. It returns what it removed.
+// another incarnation), and any leftover temporary or retired directory. It returns what
+// it removed.
 func (s Store) RemoveOlderThan(key string, t time.Time) ([]string, error) {
 	var removed []string
 	var errs []error
@@ -210,7 +231,7 @@ func (s Store) RemoveOlderThan(key string, t time.Time) ([]string, error) {
 	}
 	entries, _ := os.ReadDir(s.KeyDir(key))
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".tmp-") {
+		if strings.HasPrefix(e.Name(), ".tmp-") || strings.HasPrefix(e.Name(), "consumed-") {
 			if err := os.RemoveAll(filepath.Join(s.KeyDir(key), e.Name())); err != nil {
 				errs = append(errs, fmt.Errorf("remove %s: %w", e.Name(), err))
 			} else {
@@ -271,38 +292,47 @@ func listFiles(dir string) ([]File, error) {
 	return files, nil
 }
 
+// syncTree makes every file and directory under dir durable. Writeback of all files is
+// started first and waited for after, so that the disk works on all of them at once
+// rather than one fsync after another.
 func syncTree(dir string) error {
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
+	var files, dirs []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
 			return err
-		}
-		if d.IsDir() {
-			return syncDir(path)
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", path, err)
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", path, err)
+		case d.IsDir():
+			dirs = append(dirs, path)
+		case d.Type().IsRegular():
+			files = append(files, path)
 		}
 		return nil
 	})
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
+	for _, p := range files {
+		if f, err := os.Open(p); err == nil {
+			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE) // a hint only
+			f.Close()
+		}
+	}
+	for _, p := range append(files, dirs...) {
+		if err := syncPath(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
 	defer f.Close()
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	return nil
 }

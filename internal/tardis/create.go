@@ -230,7 +230,11 @@ func (a *app) restore(sf *state.File, st optin.Settings, ck *store.Checkpoint) b
 	if undo != nil {
 		cleanup = append(cleanup, undo.Commit())
 	}
-	cleanup = append(cleanup, a.store.Consume(ck), os.RemoveAll(work))
+	retired, err := a.store.Retire(ck)
+	if err == nil {
+		err = a.removeLater(retired)
+	}
+	cleanup = append(cleanup, err, os.RemoveAll(work))
 	if err := errors.Join(cleanup...); err != nil {
 		a.log.Warn("cleanup after the restore was incomplete", err, "checkpoint", ck.Name)
 	}

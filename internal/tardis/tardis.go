@@ -9,7 +9,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/afero"
@@ -100,6 +104,9 @@ func Main(env Env) int {
 			CallerFormat: inv.Global.LogFormat, Fallback: env.Stderr, Op: inv.Command, ID: inv.ID},
 		states: state.Store{FS: env.FS, Dir: cfg.StateDir},
 		store:  store.Store{Root: cfg.CheckpointRoot},
+	}
+	if p := env.Getenv(removeEnv); p != "" {
+		return a.removeRetired(p)
 	}
 	runcPath, err := runc.Resolve(cfg.Runc, env.Getenv("PATH"), env.IsSelf)
 	if err != nil {
@@ -228,6 +235,42 @@ func (a *app) workDir(key, op string) (string, error) {
 	return dir, nil
 }
 
+// removeEnv asks a tardis started by tardis to remove a retired checkpoint and exit.
+const removeEnv = "TARDIS_REMOVE_RETIRED"
+
+// removeLater removes a retired checkpoint in a detached tardis process, so that the
+// create that restored from it does not wait for gigabytes to be deleted. What it leaves
+// (if it dies) the key's next natural exit or `tardisctl gc` removes.
+func (a *app) removeLater(path string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("remove %s later: %w", path, err)
+	}
+	cmd := exec.Command(self)
+	cmd.Args[0] = "tardis"
+	cmd.Env = append(slices.DeleteFunc(slices.Clone(a.env.Environ), func(kv string) bool {
+		return strings.HasPrefix(kv, removeEnv+"=")
+	}), removeEnv+"="+path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("remove %s later: %w", path, err)
+	}
+	return cmd.Process.Release()
+}
+
+// removeRetired is the detached process removeLater starts.
+func (a *app) removeRetired(path string) int {
+	if !a.store.IsRetired(path) {
+		a.log.Error("refusing to remove what is not a retired checkpoint", errors.New(path))
+		return ExitRefused
+	}
+	if err := os.RemoveAll(path); err != nil {
+		a.log.Warn("cannot remove a retired checkpoint", err)
+		return 1
+	}
+	return 0
+}
+
 // statusTimeout bounds `runc state`, which only reads a file under runc's root.
 const statusTimeout = 10 * time.Second
 
@@ -237,8 +280,12 @@ func (a *app) status(id string) (string, error) {
 }
 
 // thisNode describes this machine for a manifest or a restore's compatibility check.
+// Asking runc and CRIU for their versions costs a process each: they run side by side.
 func (a *app) thisNode() store.Node {
-	return store.ThisNode(a.env.CPUInfo, a.runc.Version(a.ctx), a.criu.Version(a.ctx))
+	criu := make(chan string, 1)
+	go func() { criu <- a.criu.Version(a.ctx) }()
+	runcVersion := a.runc.Version(a.ctx)
+	return store.ThisNode(a.env.CPUInfo, runcVersion, <-criu)
 }
 
 func (a *app) crash(point string) {
