@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tardis-runtime/tardis/internal/rootfs"
 	"github.com/tardis-runtime/tardis/internal/state"
 )
 
@@ -209,30 +210,10 @@ func (b *bench) cleanup() {
 	for i := len(mounts) - 1; i >= 0; i-- {
 		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
 	}
-	for _, mp := range mountsUnder(b.work) {
+	points, _ := rootfs.MountsUnder(b.work) // cleanup: what can be read is unmounted
+	for _, mp := range points {
 		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
 	}
-}
-
-// mountsUnder lists the mount points under dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var mps []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
-			mps = append(mps, fields[4])
-		}
-	}
-	for i, j := 0, len(mps)-1; i < j; i, j = i+1, j-1 {
-		mps[i], mps[j] = mps[j], mps[i]
-	}
-	return mps
 }
 
 // watch is a container's stdio as containerd's shim gives it: three pipes (CRIU carries

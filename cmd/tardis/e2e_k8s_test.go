@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/tardis-runtime/tardis/internal/rootfs"
 )
 
 // The Kubernetes path without a kubelet: containerd's CRI plugin driven by crictl, the way
@@ -435,7 +436,8 @@ func (p *k8sNodeProc) remove(logf func(string, ...any)) {
 				}
 			}
 		}
-		for _, mp := range mountsUnder(p.dir) {
+		points, _ := rootfs.MountsUnder(p.dir) // cleanup: what can be read is unmounted
+		for _, mp := range points {
 			if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
 				logf("node %s cleanup: umount %s: %v", p.name, mp, err)
 			}

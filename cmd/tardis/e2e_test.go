@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/tardis-runtime/tardis/internal/rootfs"
 	"github.com/tardis-runtime/tardis/internal/scenario"
 )
 
@@ -298,7 +298,8 @@ func (c *e2eCleanup) run() {
 		}
 	}
 	// A mount under $WORK made by anything else (a failed step in the middle).
-	for _, mp := range mountsUnder(c.work) {
+	points, _ := rootfs.MountsUnder(c.work) // cleanup: what can be read is unmounted
+	for _, mp := range points {
 		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
 	}
 	for _, f := range c.closers {
@@ -369,25 +370,4 @@ func pidsWithArg(arg string) []int {
 		}
 	}
 	return pids
-}
-
-// mountsUnder lists this mount namespace's mount points under dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var mps []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
-			mps = append(mps, fields[4])
-		}
-	}
-	for i, j := 0, len(mps)-1; i < j; i, j = i+1, j-1 {
-		mps[i], mps[j] = mps[j], mps[i]
-	}
-	return mps
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -29,28 +31,13 @@ func OverlayDirs(mountinfo io.Reader, rootfs string) (upper, work string, err er
 	rootfs = filepath.Clean(rootfs)
 	var fstype, opts string
 	found := false
-	sc := bufio.NewScanner(mountinfo)
-	sc.Buffer(make([]byte, 64*1024), 1<<20) // overlay lowerdir lists can be long
-	for sc.Scan() {
-		// id parent major:minor root mountpoint mountopts [optional...] - fstype source superopts
-		f := strings.Fields(sc.Text())
-		sep := -1
-		for i := 6; i < len(f); i++ {
-			if f[i] == "-" {
-				sep = i
-				break
-			}
+	err = eachMount(mountinfo, func(point, typ, superOpts string) {
+		if point == rootfs {
+			found, fstype, opts = true, typ, superOpts
 		}
-		if len(f) < 5 || sep < 0 || len(f) < sep+4 {
-			continue // not a mountinfo line we understand; ignore it rather than guess
-		}
-		if unescape(f[4]) != rootfs {
-			continue
-		}
-		found, fstype, opts = true, f[sep+1], f[sep+3]
-	}
-	if err := sc.Err(); err != nil {
-		return "", "", fmt.Errorf("reading mountinfo: %w", err)
+	})
+	if err != nil {
+		return "", "", err
 	}
 	if !found {
 		return "", "", fmt.Errorf("%w: no mount at %s", ErrNotOverlay, rootfs)
@@ -72,6 +59,49 @@ func OverlayDirs(mountinfo io.Reader, rootfs string) (upper, work string, err er
 		return "", "", fmt.Errorf("%w: overlay at %s has no upperdir", ErrNotOverlay, rootfs)
 	}
 	return upper, work, nil
+}
+
+// eachMount calls f with every mount's point, fs type and super options, in order.
+func eachMount(mountinfo io.Reader, f func(point, fstype, superOpts string)) error {
+	sc := bufio.NewScanner(mountinfo)
+	sc.Buffer(make([]byte, 64*1024), 1<<20) // overlay lowerdir lists can be long
+	for sc.Scan() {
+		// id parent major:minor root mountpoint mountopts [optional...] - fstype source superopts
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i := 6; i < len(fields); i++ {
+			if fields[i] == "-" {
+				sep = i
+				break
+			}
+		}
+		if len(fields) < 5 || sep < 0 || len(fields) < sep+4 {
+			continue // not a mountinfo line we understand; ignore it rather than guess
+		}
+		f(unescape(fields[4]), fields[sep+1], fields[sep+3])
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading mountinfo: %w", err)
+	}
+	return nil
+}
+
+// MountsUnder lists this mount namespace's mount points below dir, deepest first: the
+// order to unmount them.
+func MountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var points []string
+	err = eachMount(f, func(point, _, _ string) {
+		if strings.HasPrefix(point, filepath.Clean(dir)+"/") {
+			points = append(points, point)
+		}
+	})
+	slices.Reverse(points)
+	return points, err
 }
 
 // unescape undoes the kernel's mountinfo escaping: \ooo (three octal digits).
