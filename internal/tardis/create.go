@@ -269,16 +269,18 @@ func restoreArgs(inv *runcargs.Invocation, bundle, images, work string, extra []
 	return append(args, inv.ID)
 }
 
-// withCriuLog adds CRIU's last error line from its log to err.
+// withCriuLog adds CRIU's first error from its log to err: the first "Error (" line
+// names the cause ("Can't lookup mount=24 for fd=1"); the last one only says the dump or
+// restore failed. CRIU's complaint that it cannot raise its own RLIMIT_NOFILE is harmless
+// and skipped.
 func withCriuLog(err error, logPath string) error {
 	b, rerr := os.ReadFile(logPath)
 	if rerr != nil {
 		return err
 	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.Contains(lines[i], "Error") {
-			return fmt.Errorf("%w; %s: %s", err, filepath.Base(logPath), strings.TrimSpace(lines[i]))
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "Error (") && !strings.Contains(line, "RLIMIT_NOFILE") {
+			return fmt.Errorf("%w; %s: %s", err, filepath.Base(logPath), strings.TrimSpace(line))
 		}
 	}
 	return err
