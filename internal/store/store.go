@@ -41,6 +41,7 @@ type Store struct{ Root string }
 // Checkpoint is a published checkpoint.
 type Checkpoint struct {
 	Key, Name, Dir string
+	Claim          string // the claim link, when this process claimed it for a restore
 }
 
 // Images is the CRIU image directory of a checkpoint.
@@ -51,7 +52,11 @@ func (s Store) KeyDir(key string) string { return filepath.Join(s.Root, key) }
 
 // Current returns the key's current checkpoint, or nil when it has none.
 func (s Store) Current(key string) (*Checkpoint, error) {
-	link := filepath.Join(s.KeyDir(key), currentLink)
+	return s.readLink(key, filepath.Join(s.KeyDir(key), currentLink))
+}
+
+// readLink reads a current or claim link of key.
+func (s Store) readLink(key, link string) (*Checkpoint, error) {
 	target, err := os.Readlink(link)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -160,6 +165,58 @@ func (p *Pending) Publish(m *Manifest) (*Checkpoint, error) {
 	return c, nil
 }
 
+// Claim takes the key's current checkpoint for a restore by this owner (a node name): the
+// current link is renamed to .claimed-<owner>-<stamp>, atomically, so that of two nodes
+// restoring one key at once from a shared root only one gets it. Nil when there is no
+// current checkpoint (any more). The claim ends with Retire or SetAside; a claim left by a
+// crash is taken back by Reclaim.
+func (s Store) Claim(key, owner string) (*Checkpoint, error) {
+	claim := filepath.Join(s.KeyDir(key), ".claimed-"+owner+"-"+stamp())
+	if err := os.Rename(filepath.Join(s.KeyDir(key), currentLink), claim); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("claim checkpoint of %s: %w", key, err)
+	}
+	c, err := s.readLink(key, claim)
+	if err != nil {
+		return nil, err
+	}
+	c.Claim = claim
+	return c, nil
+}
+
+// Reclaim undoes claims of this owner that a crash left behind: the newest claimed
+// checkpoint becomes current again unless a newer checkpoint was published since (then
+// the claimed one is removed). The caller holds the key's lock, so no claim of this owner
+// is live. It returns the checkpoints it put back or removed.
+func (s Store) Reclaim(key, owner string) ([]string, error) {
+	links, _ := filepath.Glob(filepath.Join(s.KeyDir(key), ".claimed-"+owner+"-*"))
+	sort.Sort(sort.Reverse(sort.StringSlice(links))) // newest first
+	var done []string
+	var errs []error
+	for _, link := range links {
+		c, err := s.readLink(key, link)
+		if err != nil {
+			errs = append(errs, err, os.Remove(link))
+			continue
+		}
+		c.Claim = link
+		cur, _ := s.Current(key)
+		if cur == nil {
+			err = os.Rename(link, filepath.Join(s.KeyDir(key), currentLink))
+		} else {
+			err = s.Consume(c)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		done = append(done, c.Name)
+	}
+	return done, errors.Join(errs...)
+}
+
 // Consume removes a checkpoint.
 func (s Store) Consume(c *Checkpoint) error {
 	return s.drop(c, func() error { return os.RemoveAll(c.Dir) })
@@ -195,11 +252,17 @@ func (s Store) SetAside(c *Checkpoint, reason string) (string, error) {
 	return aside, err
 }
 
-// drop unlinks current when it names c, then does what else is asked with the directory.
+// drop unlinks current when it names c (and c's claim link), then does what else is asked
+// with the directory.
 func (s Store) drop(c *Checkpoint, then func() error) error {
 	link := filepath.Join(s.KeyDir(c.Key), currentLink)
 	if cur, _ := s.Current(c.Key); cur != nil && cur.Name == c.Name {
 		if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("checkpoint %s: %w", c.Name, err)
+		}
+	}
+	if c.Claim != "" {
+		if err := os.Remove(c.Claim); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("checkpoint %s: %w", c.Name, err)
 		}
 	}

@@ -187,3 +187,50 @@ func FuzzManifest(f *testing.F) {
 		}
 	})
 }
+
+func TestClaimReclaim(t *testing.T) {
+	s := Store{Root: t.TempDir()}
+	c := publish(t, s, "k")
+	got, err := s.Claim("k", "n1")
+	if err != nil || got == nil || got.Name != c.Name || got.Claim == "" {
+		t.Fatalf("Claim = %+v, %v", got, err)
+	}
+	if cur, _ := s.Current("k"); cur != nil {
+		t.Error("a claimed checkpoint is still current")
+	}
+	if again, err := s.Claim("k", "n2"); again != nil || err != nil {
+		t.Errorf("second Claim = %+v, %v; want nothing: the first holds it", again, err)
+	}
+	// Another owner's claim is not taken back; one's own is.
+	if back, err := s.Reclaim("k", "n2"); len(back) != 0 || err != nil {
+		t.Errorf("Reclaim by n2 = %v, %v", back, err)
+	}
+	if back, err := s.Reclaim("k", "n1"); len(back) != 1 || err != nil {
+		t.Fatalf("Reclaim by n1 = %v, %v", back, err)
+	}
+	if cur, _ := s.Current("k"); cur == nil || cur.Name != c.Name {
+		t.Fatalf("after Reclaim current = %+v", cur)
+	}
+	// A claim that ends in Retire leaves neither current nor the claim link.
+	got, _ = s.Claim("k", "n1")
+	retired, err := s.Retire(got)
+	if err != nil || !s.IsRetired(retired) {
+		t.Fatalf("Retire = %q, %v", retired, err)
+	}
+	if links, _ := filepath.Glob(filepath.Join(s.KeyDir("k"), ".claimed-*")); len(links) != 0 {
+		t.Errorf("claim links left: %v", links)
+	}
+	// A stale claim behind a newer checkpoint is removed, not restored.
+	old := publish(t, s, "k")
+	_, _ = s.Claim("k", "n1")
+	newer := publish(t, s, "k")
+	if back, err := s.Reclaim("k", "n1"); len(back) != 1 || err != nil {
+		t.Fatalf("Reclaim = %v, %v", back, err)
+	}
+	if cur, _ := s.Current("k"); cur == nil || cur.Name != newer.Name {
+		t.Errorf("current = %+v, want the newer %s", cur, newer.Name)
+	}
+	if _, err := os.Stat(old.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale claimed checkpoint kept: %v", err)
+	}
+}

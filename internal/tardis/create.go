@@ -1,6 +1,8 @@
 package tardis
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/afero"
 
@@ -62,6 +65,11 @@ func (a *app) create() int {
 	defer lk.Release()
 
 	a.recoverRootfs(st.Key)
+	if back, err := a.store.Reclaim(st.Key, a.owner()); err != nil {
+		a.log.Warn("cannot take back the checkpoint of an interrupted restore", err)
+	} else if len(back) > 0 {
+		a.log.Info("took back the checkpoint of an interrupted restore", "checkpoint", back)
+	}
 
 	var nfsErr error
 	if st.NetworkFS != nil {
@@ -91,10 +99,29 @@ func (a *app) create() int {
 			errors.New("run without --detach cannot be restored (restore is always detached)"), "checkpoint", ck.Name)
 		return a.passThrough()
 	}
+	if ck, err = a.store.Claim(st.Key, a.owner()); err != nil || ck == nil {
+		a.log.Info("checkpoint taken by another restore; creating the container fresh", "error", fmt.Sprint(err))
+		return a.passThrough()
+	}
 	if a.restore(sf, st, ck) {
 		return 0
 	}
 	return a.passThrough()
+}
+
+// owner names this node in claim links: its host name as a safe file-name part, and a
+// digest of its state directory (whose locks serialise its operations), so that two
+// tardis "nodes" on one host never take each other's claims for their own.
+func (a *app) owner() string {
+	h, _ := os.Hostname()
+	h = strings.Map(func(r rune) rune {
+		if r < 0x80 && (r == '-' || r == '.' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r)) {
+			return r
+		}
+		return '_'
+	}, h)
+	sum := sha256.Sum256([]byte(a.cfg.StateDir))
+	return h + "-" + hex.EncodeToString(sum[:4])
 }
 
 // recoverRootfs puts back rootfs changes that a restore of this key made before tardis
