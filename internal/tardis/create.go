@@ -65,7 +65,8 @@ func (a *app) create() int {
 	defer lk.Release()
 
 	a.recoverRootfs(st.Key)
-	if back, err := a.store.Reclaim(st.Key, a.owner()); err != nil {
+	owner := a.owner()
+	if back, err := a.store.Reclaim(st.Key, owner); err != nil {
 		a.log.Warn("cannot take back the checkpoint of an interrupted restore", err)
 	} else if len(back) > 0 {
 		a.log.Info("took back the checkpoint of an interrupted restore", "checkpoint", back)
@@ -99,8 +100,12 @@ func (a *app) create() int {
 			errors.New("run without --detach cannot be restored (restore is always detached)"), "checkpoint", ck.Name)
 		return a.passThrough()
 	}
-	if ck, err = a.store.Claim(st.Key, a.owner()); err != nil || ck == nil {
-		a.log.Info("checkpoint taken by another restore; creating the container fresh", "error", fmt.Sprint(err))
+	if ck, err = a.store.Claim(st.Key, owner); err != nil {
+		a.log.Warn("cannot claim the key's checkpoint; creating the container fresh", err)
+		return a.passThrough()
+	}
+	if ck == nil {
+		a.log.Info("checkpoint taken by another node's restore; creating the container fresh")
 		return a.passThrough()
 	}
 	if a.restore(sf, st, ck) {
