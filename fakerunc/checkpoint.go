@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg"
+	"github.com/tardis-runtime/tardis/internal/criuimg/criuimgtest"
 )
 
 // criuLog is a CRIU-style log in the work dir: "(SS.UUUUUU) text" lines.
@@ -91,9 +92,9 @@ func (r *fakerunc) checkpoint() error {
 		return err
 	}
 	r.logOptions(log, c)
-	err = criuimg.WriteFake(image, criuimg.FakeProcess{Pid: uint32(c.Pid), Threads: 1, Pages: 4, Comm: "sh"})
+	err = criuimgtest.WriteFake(image, criuimgtest.FakeProcess{Pid: uint32(c.Pid), Threads: 1, Pages: 4, Comm: "sh"})
 	if err == nil && r.fault.action == "damage" {
-		err = criuimg.Damage(image, r.fault.kind)
+		err = criuimgtest.Damage(image, r.fault.kind)
 	}
 	if err != nil {
 		log.printf("Error (fakerunc): %v", err)

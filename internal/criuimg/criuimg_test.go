@@ -29,15 +29,16 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/seccomp"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	tcp_stream "github.com/checkpoint-restore/go-criu/v7/crit/images/tcp-stream"
+	"github.com/tardis-runtime/tardis/internal/criuimg/criuimgtest"
 	"google.golang.org/protobuf/proto"
 )
 
-var fakeProc = FakeProcess{Pid: 100, Threads: 2, Pages: 3, Comm: "sh", Children: 2}
+var fakeProc = criuimgtest.FakeProcess{Pid: 100, Threads: 2, Pages: 3, Comm: "sh", Children: 2}
 
-func fakeDir(t testing.TB, p FakeProcess) string {
+func fakeDir(t testing.TB, p criuimgtest.FakeProcess) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "img")
-	if err := WriteFake(dir, p); err != nil {
+	if err := criuimgtest.WriteFake(dir, p); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -71,7 +72,7 @@ func imageFiles(t testing.TB, dir string) []string {
 }
 
 func TestWriteFakeValidates(t *testing.T) {
-	for _, p := range []FakeProcess{
+	for _, p := range []criuimgtest.FakeProcess{
 		{Pid: 1, Threads: 1, Pages: 1, Comm: "init"},
 		{Pid: 4242, Threads: 4, Pages: 100, Comm: "server", Children: 3},
 		fakeProc,
@@ -159,21 +160,21 @@ func TestFakeDecodesWithCrit(t *testing.T) {
 }
 
 func TestWriteFakeRejectsBadInput(t *testing.T) {
-	for _, p := range []FakeProcess{
+	for _, p := range []criuimgtest.FakeProcess{
 		{Pid: 0, Threads: 1, Pages: 1},
 		{Pid: 1, Threads: 0, Pages: 1},
 		{Pid: 1, Threads: 1, Pages: 0},
 		{Pid: 1, Threads: 1, Pages: 1, Children: -1},
 	} {
-		if err := WriteFake(t.TempDir(), p); err == nil {
-			t.Errorf("WriteFake(%+v) succeeded", p)
+		if err := criuimgtest.WriteFake(t.TempDir(), p); err == nil {
+			t.Errorf("criuimgtest.WriteFake(%+v) succeeded", p)
 		}
 	}
 }
 
 func TestDamage(t *testing.T) {
-	if !sort.StringsAreSorted(DamageKinds) {
-		t.Fatal("DamageKinds not sorted")
+	if !sort.StringsAreSorted(criuimgtest.DamageKinds) {
+		t.Fatal("criuimgtest.DamageKinds not sorted")
 	}
 	names := map[string]string{
 		"truncate-pages":    "pages-1.img",
@@ -185,14 +186,14 @@ func TestDamage(t *testing.T) {
 		"missing-inventory": "inventory.img",
 		"missing-pstree":    "pstree.img",
 	}
-	if len(names) != len(DamageKinds) {
-		t.Fatal("table does not cover DamageKinds")
+	if len(names) != len(criuimgtest.DamageKinds) {
+		t.Fatal("table does not cover criuimgtest.DamageKinds")
 	}
-	for _, kind := range DamageKinds {
-		for _, p := range []FakeProcess{{Pid: 7, Threads: 1, Pages: 1}, fakeProc} {
+	for _, kind := range criuimgtest.DamageKinds {
+		for _, p := range []criuimgtest.FakeProcess{{Pid: 7, Threads: 1, Pages: 1}, fakeProc} {
 			t.Run(fmt.Sprintf("%s/%d-threads", kind, p.Threads), func(t *testing.T) {
 				dir := fakeDir(t, p)
-				if err := Damage(dir, kind); err != nil {
+				if err := criuimgtest.Damage(dir, kind); err != nil {
 					t.Fatal(err)
 				}
 				err := Validate(dir)
@@ -201,7 +202,7 @@ func TestDamage(t *testing.T) {
 			})
 		}
 	}
-	if err := Damage(t.TempDir(), "no-such-kind"); err == nil {
+	if err := criuimgtest.Damage(t.TempDir(), "no-such-kind"); err == nil {
 		t.Fatal("unknown kind accepted")
 	}
 }
@@ -267,123 +268,123 @@ func TestValidateCases(t *testing.T) {
 	page := os.Getpagesize()
 	for _, tc := range []struct {
 		name   string
-		change func(t *testing.T, dir string, w *writer)
+		change func(t *testing.T, dir string, w *criuimgtest.Writer)
 		file   string // "" means Validate must accept the result
 	}{
-		{"ok", func(*testing.T, string, *writer) {}, ""},
-		{"no dir", func(t *testing.T, dir string, _ *writer) { os.RemoveAll(dir) }, "no such file"},
-		{"missing descriptors", func(t *testing.T, dir string, _ *writer) {
+		{"ok", func(*testing.T, string, *criuimgtest.Writer) {}, ""},
+		{"no dir", func(t *testing.T, dir string, _ *criuimgtest.Writer) { os.RemoveAll(dir) }, "no such file"},
+		{"missing descriptors", func(t *testing.T, dir string, _ *criuimgtest.Writer) {
 			os.Remove(filepath.Join(dir, "descriptors.json"))
 		}, "descriptors.json"},
-		{"descriptors not json", func(t *testing.T, dir string, _ *writer) {
+		{"descriptors not json", func(t *testing.T, dir string, _ *criuimgtest.Writer) {
 			os.WriteFile(filepath.Join(dir, "descriptors.json"), []byte("{"), 0o600)
 		}, "descriptors.json"},
-		{"descriptors with a number", func(t *testing.T, dir string, _ *writer) {
+		{"descriptors with a number", func(t *testing.T, dir string, _ *criuimgtest.Writer) {
 			os.WriteFile(filepath.Join(dir, "descriptors.json"), []byte(`["a",1,"c"]`), 0o600)
 		}, "descriptors.json"},
-		{"known magic of another image", func(t *testing.T, dir string, w *writer) {
-			w.image("core-101.img", "PSTREE", &pstree.PstreeEntry{Pid: proto.Uint32(101)})
+		{"known magic of another image", func(t *testing.T, dir string, w *criuimgtest.Writer) {
+			w.Image("core-101.img", "PSTREE", &pstree.PstreeEntry{Pid: proto.Uint32(101)})
 		}, "core-101.img: magic PSTREE, want CORE"},
-		{"unknown image with unknown magic", func(t *testing.T, dir string, _ *writer) {
+		{"unknown image with unknown magic", func(t *testing.T, dir string, _ *criuimgtest.Writer) {
 			os.WriteFile(filepath.Join(dir, "future-1.img"), []byte("\x19\x43\x56\x54\x01\x02\x03\x04"), 0o600)
 		}, "future-1.img: unknown magic 0x04030201"},
-		{"empty image", func(t *testing.T, dir string, _ *writer) {
+		{"empty image", func(t *testing.T, dir string, _ *criuimgtest.Writer) {
 			os.WriteFile(filepath.Join(dir, "ids-100.img"), nil, 0o600)
 		}, "ids-100.img: truncated magic at offset 0"},
-		{"garbage entry", func(t *testing.T, dir string, _ *writer) {
+		{"garbage entry", func(t *testing.T, dir string, _ *criuimgtest.Writer) {
 			b := []byte("\x19\x43\x56\x54\x20\x28\x49\x57\x03\x00\x00\x00\xff\xff\xff")
 			os.WriteFile(filepath.Join(dir, "mm-100.img"), b, 0o600)
 		}, "mm-100.img: entry at offset 8 is not protobuf"},
-		{"empty entries are valid (as in CRIU's seccomp.img)", func(t *testing.T, dir string, w *writer) {
-			w.image("seccomp.img", "SECCOMP", &seccomp.SeccompEntry{})
+		{"empty entries are valid (as in CRIU's seccomp.img)", func(t *testing.T, dir string, w *criuimgtest.Writer) {
+			w.Image("seccomp.img", "SECCOMP", &seccomp.SeccompEntry{})
 		}, ""},
-		{"raw images are skipped", func(t *testing.T, dir string, _ *writer) {
+		{"raw images are skipped", func(t *testing.T, dir string, _ *criuimgtest.Writer) {
 			for _, n := range []string{"iptables-9.img", "ip6tables-9.img", "nftables-9.img", "ifaddr-9.img",
 				"route-9.img", "route6-9.img", "rule-9.img", "tmpfs-dev-55.tar.gz.img", "netns-ct-9.img"} {
 				os.WriteFile(filepath.Join(dir, n), []byte("# Generated by iptables-save\n"), 0o600)
 			}
 		}, ""},
-		{"two roots", func(t *testing.T, dir string, w *writer) {
-			w.image("pstree.img", "PSTREE",
+		{"two roots", func(t *testing.T, dir string, w *criuimgtest.Writer) {
+			w.Image("pstree.img", "PSTREE",
 				&pstree.PstreeEntry{Pid: proto.Uint32(100), Threads: []uint32{100, 101}},
 				&pstree.PstreeEntry{Pid: proto.Uint32(102), Threads: []uint32{102}},
 				&pstree.PstreeEntry{Pid: proto.Uint32(103), Ppid: proto.Uint32(100), Threads: []uint32{103}})
 		}, "pstree.img: 2 root tasks"},
-		{"unknown parent", func(t *testing.T, dir string, w *writer) {
-			w.image("pstree.img", "PSTREE",
+		{"unknown parent", func(t *testing.T, dir string, w *criuimgtest.Writer) {
+			w.Image("pstree.img", "PSTREE",
 				&pstree.PstreeEntry{Pid: proto.Uint32(100), Threads: []uint32{100, 101}},
 				&pstree.PstreeEntry{Pid: proto.Uint32(102), Ppid: proto.Uint32(100), Threads: []uint32{102}},
 				&pstree.PstreeEntry{Pid: proto.Uint32(103), Ppid: proto.Uint32(99), Threads: []uint32{103}})
 		}, "pstree.img: task 103: ancestor 99"},
-		{"parent cycle", func(t *testing.T, dir string, w *writer) {
-			w.image("pstree.img", "PSTREE",
+		{"parent cycle", func(t *testing.T, dir string, w *criuimgtest.Writer) {
+			w.Image("pstree.img", "PSTREE",
 				&pstree.PstreeEntry{Pid: proto.Uint32(100), Threads: []uint32{100, 101}},
 				&pstree.PstreeEntry{Pid: proto.Uint32(102), Ppid: proto.Uint32(103), Threads: []uint32{102}},
 				&pstree.PstreeEntry{Pid: proto.Uint32(103), Ppid: proto.Uint32(102), Threads: []uint32{103}})
 		}, "cycle"},
-		{"lost pstree entry", func(t *testing.T, dir string, w *writer) {
-			w.image("pstree.img", "PSTREE",
+		{"lost pstree entry", func(t *testing.T, dir string, w *criuimgtest.Writer) {
+			w.Image("pstree.img", "PSTREE",
 				&pstree.PstreeEntry{Pid: proto.Uint32(100), Threads: []uint32{100, 101}},
 				&pstree.PstreeEntry{Pid: proto.Uint32(102), Ppid: proto.Uint32(100), Threads: []uint32{102}})
 		}, "core-103.img: 103 is not in pstree.img"},
-		{"missing mm of a live task", func(t *testing.T, dir string, _ *writer) {
+		{"missing mm of a live task", func(t *testing.T, dir string, _ *criuimgtest.Writer) {
 			os.Remove(filepath.Join(dir, "mm-102.img"))
 		}, "mm-102.img: missing (live task 102"},
-		{"zombie needs only its core", func(t *testing.T, dir string, w *writer) {
+		{"zombie needs only its core", func(t *testing.T, dir string, w *criuimgtest.Writer) {
 			for _, f := range []string{"mm-103.img", "pagemap-103.img", "pages-3.img", "ids-103.img", "fs-103.img"} {
 				os.Remove(filepath.Join(dir, f))
 			}
-			w.image("core-103.img", "CORE", &criu_core.CoreEntry{
+			w.Image("core-103.img", "CORE", &criu_core.CoreEntry{
 				Mtype: criu_core.CoreEntry_X86_64.Enum(),
 				Tc:    &criu_core.TaskCoreEntry{TaskState: proto.Uint32(taskDead), ExitCode: proto.Uint32(1)},
 			})
 		}, ""},
-		{"leader core without task core", func(t *testing.T, dir string, w *writer) {
-			w.image("core-100.img", "CORE", &criu_core.CoreEntry{Mtype: criu_core.CoreEntry_X86_64.Enum()})
+		{"leader core without task core", func(t *testing.T, dir string, w *criuimgtest.Writer) {
+			w.Image("core-100.img", "CORE", &criu_core.CoreEntry{Mtype: criu_core.CoreEntry_X86_64.Enum()})
 		}, "core-100.img: no task_core"},
-		{"pages in parent, lazy or old-style are not in pages file", func(t *testing.T, dir string, w *writer) {
-			w.image("pagemap-100.img", "PAGEMAP", &pagemap.PagemapHead{PagesId: proto.Uint32(1)},
+		{"pages in parent, lazy or old-style are not in pages file", func(t *testing.T, dir string, w *criuimgtest.Writer) {
+			w.Image("pagemap-100.img", "PAGEMAP", &pagemap.PagemapHead{PagesId: proto.Uint32(1)},
 				&pagemap.PagemapEntry{Vaddr: proto.Uint64(0x1000), NrPages: proto.Uint32(1), Flags: proto.Uint32(pePresent)},
 				&pagemap.PagemapEntry{Vaddr: proto.Uint64(0x2000), NrPages: proto.Uint32(5), Flags: proto.Uint32(peParent)},
 				&pagemap.PagemapEntry{Vaddr: proto.Uint64(0x9000), NrPages: proto.Uint32(7), Flags: proto.Uint32(2)}, // PE_LAZY
 				&pagemap.PagemapEntry{Vaddr: proto.Uint64(0x20000), NrPages: proto.Uint32(1)},
 				&pagemap.PagemapEntry{Vaddr: proto.Uint64(0x30000), NrPages: proto.Uint32(9), InParent: proto.Bool(true)})
-			w.sparse("pages-1.img", int64(2*page))
+			w.Sparse("pages-1.img", int64(2*page))
 		}, ""},
-		{"pages file missing", func(t *testing.T, dir string, _ *writer) {
+		{"pages file missing", func(t *testing.T, dir string, _ *criuimgtest.Writer) {
 			os.Remove(filepath.Join(dir, "pages-2.img"))
 		}, "pages-2.img: missing (pagemap-102.img has 1 present pages)"},
-		{"no present pages, no pages file", func(t *testing.T, dir string, w *writer) {
-			w.image("pagemap-102.img", "PAGEMAP", &pagemap.PagemapHead{PagesId: proto.Uint32(2)})
+		{"no present pages, no pages file", func(t *testing.T, dir string, w *criuimgtest.Writer) {
+			w.Image("pagemap-102.img", "PAGEMAP", &pagemap.PagemapHead{PagesId: proto.Uint32(2)})
 			os.Remove(filepath.Join(dir, "pages-2.img"))
 		}, ""},
-		{"shared pages id", func(t *testing.T, dir string, w *writer) {
-			w.image("pagemap-102.img", "PAGEMAP", &pagemap.PagemapHead{PagesId: proto.Uint32(1)})
+		{"shared pages id", func(t *testing.T, dir string, w *criuimgtest.Writer) {
+			w.Image("pagemap-102.img", "PAGEMAP", &pagemap.PagemapHead{PagesId: proto.Uint32(1)})
 		}, "pagemap-102.img: pages id 1 already used by pagemap-100.img"},
-		{"shmem pagemap checked too", func(t *testing.T, dir string, w *writer) {
-			w.image("pagemap-shmem-77.img", "PAGEMAP", &pagemap.PagemapHead{PagesId: proto.Uint32(9)},
+		{"shmem pagemap checked too", func(t *testing.T, dir string, w *criuimgtest.Writer) {
+			w.Image("pagemap-shmem-77.img", "PAGEMAP", &pagemap.PagemapHead{PagesId: proto.Uint32(9)},
 				&pagemap.PagemapEntry{Vaddr: proto.Uint64(0), NrPages: proto.Uint32(2), Flags: proto.Uint32(pePresent)})
-			w.sparse("pages-9.img", int64(page))
+			w.Sparse("pages-9.img", int64(page))
 		}, "pages-9.img: size"},
-		{"images with raw payload", func(t *testing.T, dir string, w *writer) {
+		{"images with raw payload", func(t *testing.T, dir string, w *criuimgtest.Writer) {
 			writeExtras(t, w, dir, 0)
 		}, ""},
-		{"pipes-data payload cut", func(t *testing.T, dir string, w *writer) {
+		{"pipes-data payload cut", func(t *testing.T, dir string, w *criuimgtest.Writer) {
 			writeExtras(t, w, dir, 1)
 		}, "pipes-data.img: truncated payload of entry 1"},
-		{"ipcns-msg message cut", func(t *testing.T, dir string, w *writer) {
+		{"ipcns-msg message cut", func(t *testing.T, dir string, w *criuimgtest.Writer) {
 			writeExtras(t, w, dir, 2)
 		}, "ipcns-msg-1.img: truncated message text"},
-		{"pipes-data with extra bytes", func(t *testing.T, dir string, w *writer) {
+		{"pipes-data with extra bytes", func(t *testing.T, dir string, w *criuimgtest.Writer) {
 			writeExtras(t, w, dir, 3)
 		}, "pipes-data.img: truncated entry at offset"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := fakeDir(t, fakeProc)
-			w := &writer{dir: dir}
+			w := &criuimgtest.Writer{Dir: dir}
 			tc.change(t, dir, w)
-			if w.err != nil {
-				t.Fatal(w.err)
+			if w.Err != nil {
+				t.Fatal(w.Err)
 			}
 			err := Validate(dir)
 			if tc.file == "" {
@@ -400,9 +401,9 @@ func TestValidateCases(t *testing.T) {
 // writeExtras writes, by hand, images whose entries are followed by raw
 // payload (crit's encoder cannot write all of them), then damages them:
 // 0 none, 1 cut pipes-data, 2 cut ipcns-msg, 3 grow pipes-data.
-func writeExtras(t *testing.T, w *writer, dir string, damage int) {
+func writeExtras(t *testing.T, w *criuimgtest.Writer, dir string, damage int) {
 	frame := func(m proto.Message) []byte {
-		fillRequired(m.ProtoReflect())
+		criuimgtest.FillRequired(m.ProtoReflect())
 		b, err := proto.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
@@ -461,12 +462,12 @@ func TestStats(t *testing.T) {
 	if _, err := ReadRestoreStats(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing stats-restore: %v", err)
 	}
-	w := &writer{dir: dir}
-	w.image("stats-restore", "STATS", &stats.StatsEntry{Restore: &stats.RestoreStatsEntry{
+	w := &criuimgtest.Writer{Dir: dir}
+	w.Image("stats-restore", "STATS", &stats.StatsEntry{Restore: &stats.RestoreStatsEntry{
 		ForkingTime: proto.Uint32(10), RestoreTime: proto.Uint32(20), PagesRestored: proto.Uint64(30),
 	}})
-	if w.err != nil {
-		t.Fatal(w.err)
+	if w.Err != nil {
+		t.Fatal(w.Err)
 	}
 	r, err := ReadRestoreStats(dir)
 	if err != nil || *r != (RestoreStats{10, 20, 30}) {
@@ -513,7 +514,7 @@ func mustRead(t *testing.T, path string) []byte {
 }
 
 // TestRealImage validates a checkpoint made by real runc and CRIU, and checks
-// that every Damage kind is caught on it. Pages files are copied as sparse
+// that every criuimgtest.Damage kind is caught on it. Pages files are copied as sparse
 // files of the same size: only their size matters.
 func TestRealImage(t *testing.T) {
 	src := os.Getenv("TARDIS_REAL_IMAGE_DIR")
@@ -530,34 +531,34 @@ func TestRealImage(t *testing.T) {
 	if _, err := ReadDumpStats(src); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
-	for _, kind := range DamageKinds {
+	for _, kind := range criuimgtest.DamageKinds {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
 			des, err := os.ReadDir(src)
 			if err != nil {
 				t.Fatal(err)
 			}
-			w := &writer{dir: dir}
+			w := &criuimgtest.Writer{Dir: dir}
 			for _, de := range des {
 				info, err := de.Info()
 				if err != nil || !info.Mode().IsRegular() {
 					continue
 				}
 				if strings.HasPrefix(de.Name(), "pages-") {
-					w.sparse(de.Name(), info.Size())
+					w.Sparse(de.Name(), info.Size())
 					continue
 				}
 				if err := os.WriteFile(filepath.Join(dir, de.Name()), mustRead(t, filepath.Join(src, de.Name())), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if w.err != nil {
-				t.Fatal(w.err)
+			if w.Err != nil {
+				t.Fatal(w.Err)
 			}
 			if err := Validate(dir); err != nil {
 				t.Fatalf("copy: %v", err)
 			}
-			if err := Damage(dir, kind); err != nil {
+			if err := criuimgtest.Damage(dir, kind); err != nil {
 				t.Fatal(err)
 			}
 			if err := Validate(dir); !errors.Is(err, ErrInvalid) {
@@ -613,7 +614,7 @@ func BenchmarkValidate(b *testing.B) {
 	}{{"4KiB", 4 << 10}, {"2GiB", 2 << 30}} {
 		pages := int(size.bytes / int64(os.Getpagesize()))
 		b.Run("pages="+size.name, func(b *testing.B) {
-			dir := fakeDir(b, FakeProcess{Pid: 100, Threads: 4, Pages: pages, Comm: "big", Children: 2})
+			dir := fakeDir(b, criuimgtest.FakeProcess{Pid: 100, Threads: 4, Pages: pages, Comm: "big", Children: 2})
 			for b.Loop() {
 				if err := Validate(dir); err != nil {
 					b.Fatal(err)

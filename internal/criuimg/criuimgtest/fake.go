@@ -1,6 +1,11 @@
-package criuimg
+// Package criuimgtest writes fake CRIU image directories (a process tree with real
+// CRIU-format images, as go-criu encodes them) and damages them in known ways, for tests
+// and the fake runc. It is a test helper: the tardis binary never links it (it pulls in
+// go-criu's crit and every image type it knows).
+package criuimgtest
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +30,13 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Values of task_core_entry.task_state and pagemap_entry.flags (CRIU's compel
+// task-state.h and pagemap.h).
+const (
+	taskAlive = 1
+	pePresent = 1 << 2
 )
 
 // FakeProcess describes the process tree WriteFake writes.
@@ -87,8 +99,8 @@ func WriteFake(dir string, p FakeProcess) error {
 			MntNsId: proto.Uint32(5), CgroupNsId: proto.Uint32(6),
 		}
 	}
-	w := writer{dir: dir}
-	w.image("inventory.img", "INVENTORY", &inventory.InventoryEntry{
+	w := Writer{Dir: dir}
+	w.Image("inventory.img", "INVENTORY", &inventory.InventoryEntry{
 		ImgVersion: proto.Uint32(2), FdinfoPerId: proto.Bool(true), NsPerId: proto.Bool(true),
 		RootIds: ids(0), Lsmtype: inventory.Lsmtype_NO_LSM.Enum(),
 	})
@@ -102,7 +114,7 @@ func WriteFake(dir string, p FakeProcess) error {
 			Id: proto.Uint32(id), PipeId: proto.Uint32(pipeID), Flags: proto.Uint32(1), Fown: &fown.FownEntry{},
 		}}
 	}
-	w.image("files.img", "FILES",
+	w.Image("files.img", "FILES",
 		reg(fileDevNull, "/dev/null", 0o2), reg(fileExe, "/bin/"+p.Comm, 0), // O_RDWR for /dev/null
 		pipeFile(filePipeOut, 1234), pipeFile(filePipeErr, 1235), reg(fileRoot, "/", 0o200000))
 
@@ -122,10 +134,10 @@ func WriteFake(dir string, p FakeProcess) error {
 			if i == 0 {
 				core.Tc = &criu_core.TaskCoreEntry{TaskState: proto.Uint32(taskAlive), Comm: proto.String(p.Comm)}
 			}
-			w.image(fmt.Sprintf("core-%d.img", tid), "CORE", core)
+			w.Image(fmt.Sprintf("core-%d.img", tid), "CORE", core)
 		}
 		size := uint64(t.pages) * uint64(os.Getpagesize())
-		w.image(fmt.Sprintf("mm-%d.img", t.pid), "MM", &mm.MmEntry{
+		w.Image(fmt.Sprintf("mm-%d.img", t.pid), "MM", &mm.MmEntry{
 			ExeFileId: proto.Uint32(fileExe),
 			Vmas: []*vma.VmaEntry{{
 				Start: proto.Uint64(fakeVaddr), End: proto.Uint64(fakeVaddr + size),
@@ -136,73 +148,73 @@ func WriteFake(dir string, p FakeProcess) error {
 			}},
 		})
 		pagesID := uint32(k + 1)
-		w.image(fmt.Sprintf("pagemap-%d.img", t.pid), "PAGEMAP",
+		w.Image(fmt.Sprintf("pagemap-%d.img", t.pid), "PAGEMAP",
 			&pagemap.PagemapHead{PagesId: proto.Uint32(pagesID)},
 			&pagemap.PagemapEntry{Vaddr: proto.Uint64(fakeVaddr), NrPages: proto.Uint32(uint32(t.pages)), Flags: proto.Uint32(pePresent)})
-		w.sparse(fmt.Sprintf("pages-%d.img", pagesID), int64(size))
+		w.Sparse(fmt.Sprintf("pages-%d.img", pagesID), int64(size))
 		pages += t.pages
-		w.image(fmt.Sprintf("ids-%d.img", t.pid), "IDS", ids(k))
-		w.image(fmt.Sprintf("fs-%d.img", t.pid), "FS",
+		w.Image(fmt.Sprintf("ids-%d.img", t.pid), "IDS", ids(k))
+		w.Image(fmt.Sprintf("fs-%d.img", t.pid), "FS",
 			&fs.FsEntry{CwdId: proto.Uint32(fileRoot), RootId: proto.Uint32(fileRoot), Umask: proto.Uint32(0o22)})
 		fd := func(n, id uint32, typ fdinfo.FdTypes) proto.Message {
 			return &fdinfo.FdinfoEntry{Id: proto.Uint32(id), Flags: proto.Uint32(0), Type: typ.Enum(), Fd: proto.Uint32(n)}
 		}
-		w.image(fmt.Sprintf("fdinfo-%d.img", ids(k).GetFilesId()), "FDINFO",
+		w.Image(fmt.Sprintf("fdinfo-%d.img", ids(k).GetFilesId()), "FDINFO",
 			fd(0, fileDevNull, fdinfo.FdTypes_REG), fd(1, filePipeOut, fdinfo.FdTypes_PIPE), fd(2, filePipeErr, fdinfo.FdTypes_PIPE))
 	}
-	w.image("pstree.img", "PSTREE", pst...)
-	w.image("stats-dump", "STATS", &stats.StatsEntry{Dump: &stats.DumpStatsEntry{
+	w.Image("pstree.img", "PSTREE", pst...)
+	w.Image("stats-dump", "STATS", &stats.StatsEntry{Dump: &stats.DumpStatsEntry{
 		FreezingTime: proto.Uint32(1200), FrozenTime: proto.Uint32(25000), MemdumpTime: proto.Uint32(3000),
 		MemwriteTime: proto.Uint32(2000), PagesScanned: proto.Uint64(uint64(pages) + 64),
 		PagesWritten: proto.Uint64(uint64(pages)),
 	}})
-	if w.err == nil {
+	if w.Err == nil {
 		b, _ := json.Marshal(FakeDescriptors)
-		w.err = os.WriteFile(filepath.Join(dir, "descriptors.json"), b, 0o600)
+		w.Err = os.WriteFile(filepath.Join(dir, "descriptors.json"), b, 0o600)
 	}
-	return w.err
+	return w.Err
 }
 
-// writer keeps the first error, so WriteFake reads as a list of images.
-type writer struct {
-	dir string
-	err error
+// Writer keeps the first error, so WriteFake reads as a list of images.
+type Writer struct {
+	Dir string // the image directory
+	Err error  // the first error
 }
 
-// image writes entries with crit's encoder (which adds the right magics).
-func (w *writer) image(name, magic string, entries ...proto.Message) {
-	if w.err != nil {
+// Image writes entries with crit's encoder (which adds the right magics).
+func (w *Writer) Image(name, magic string, entries ...proto.Message) {
+	if w.Err != nil {
 		return
 	}
 	img := &crit.CriuImage{Magic: magic}
 	for _, e := range entries {
-		fillRequired(e.ProtoReflect())
+		FillRequired(e.ProtoReflect())
 		img.Entries = append(img.Entries, &crit.CriuEntry{Message: e})
 	}
-	f, err := os.OpenFile(filepath.Join(w.dir, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(filepath.Join(w.Dir, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		w.err = err
+		w.Err = err
 		return
 	}
-	w.err = errors.Join(crit.New(nil, f, "", false, false).Encode(img), f.Close())
+	w.Err = errors.Join(crit.New(nil, f, "", false, false).Encode(img), f.Close())
 }
 
-// sparse writes a raw pages file: its size is what counts, not its contents.
-func (w *writer) sparse(name string, size int64) {
-	if w.err != nil {
+// Sparse writes a raw pages file: its size is what counts, not its contents.
+func (w *Writer) Sparse(name string, size int64) {
+	if w.Err != nil {
 		return
 	}
-	f, err := os.OpenFile(filepath.Join(w.dir, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(filepath.Join(w.Dir, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		w.err = err
+		w.Err = err
 		return
 	}
-	w.err = errors.Join(f.Truncate(size), f.Close())
+	w.Err = errors.Join(f.Truncate(size), f.Close())
 }
 
-// fillRequired sets every unset proto2 required field, recursively, to its
+// FillRequired sets every unset proto2 required field, recursively, to its
 // default, so fakes need not spell out dozens of zero registers.
-func fillRequired(m protoreflect.Message) {
+func FillRequired(m protoreflect.Message) {
 	fields := m.Descriptor().Fields()
 	for i := range fields.Len() {
 		fd := fields.Get(i)
@@ -211,11 +223,11 @@ func fillRequired(m protoreflect.Message) {
 		case fd.IsList() && fd.Message() != nil:
 			l := m.Get(fd).List()
 			for j := range l.Len() {
-				fillRequired(l.Get(j).Message())
+				FillRequired(l.Get(j).Message())
 			}
 		case fd.IsMap():
 		case fd.Message() != nil && (required || m.Has(fd)):
-			fillRequired(m.Mutable(fd).Message())
+			FillRequired(m.Mutable(fd).Message())
 		case required && !m.Has(fd):
 			m.Set(fd, fd.Default())
 		}
@@ -273,13 +285,13 @@ func Damage(dir, kind string) error {
 		if err != nil {
 			return err
 		}
-		_, fr, err := bytesFrames(core, b)
-		if err != nil {
-			return err
+		// A core image: two magic words, then entries of a 32-bit size and the entry.
+		if len(b) < 12 {
+			return fmt.Errorf("criuimgtest: %s is too short to cut", core)
 		}
-		cut := fr.off + 2 // inside the size word if the entry is empty
-		if e, err := fr.next(); err == nil && len(e) > 0 {
-			cut = fr.off - int64(len(e))/2 - 1
+		cut := int64(10) // inside the size word if the entry is empty
+		if n := int64(binary.LittleEndian.Uint32(b[8:12])); n > 0 {
+			cut = 12 + n/2 - 1
 		}
 		return os.Truncate(at(core), cut)
 	case "missing-core":
