@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/spf13/afero"
+
+	"github.com/tardis-runtime/tardis/internal/bundle"
 )
 
 // benchConfig is a config.json of the size containerd's CRI writes for a Kubernetes
@@ -68,22 +70,22 @@ func BenchmarkDecide(b *testing.B) {
 			name = "opted-in"
 		}
 		b.Run(name, func(b *testing.B) {
-			bundle := b.TempDir()
+			dir := b.TempDir()
 			raw := benchConfig(b, optedIn)
 			fsys := afero.NewOsFs()
-			if err := afero.WriteFile(fsys, filepath.Join(bundle, "config.json"), raw, 0o644); err != nil {
+			if err := afero.WriteFile(fsys, filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
 				b.Fatal(err)
 			}
 			b.SetBytes(int64(len(raw)))
 			b.ReportAllocs()
 			for b.Loop() {
-				s, err := ReadSpec(fsys, bundle)
+				bd, err := bundle.Load(fsys, dir)
 				if err != nil {
 					b.Fatal(err)
 				}
-				st, err := FromSpec(s, bundle, "c1")
+				st, err := Resolve(bd, "c1", "/run/containerd/runc/k8s.io", Policy{})
 				if err != nil || st.Enabled != optedIn {
-					b.Fatalf("FromSpec = %+v, %v", st, err)
+					b.Fatalf("Resolve = %+v, %v", st, err)
 				}
 			}
 		})

@@ -18,39 +18,49 @@ import (
 	"github.com/spf13/afero"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg"
+	"github.com/tardis-runtime/tardis/internal/optin"
 )
 
 // How a container started.
 const (
-	StartedCreated  = "created"  // runc create ran (fresh start, or after a fallback)
-	StartedRestored = "restored" // runc restore ran in place of create
+	StartedCreated  = "created"        // runc create ran (fresh start, or after a fallback)
+	StartedRestored = "restored"       // runc restore ran in place of create
+	StartedClient   = "client restore" // the caller's own `restore` (docker/podman checkpoint) passed through
 )
 
 // File is the state file; README.md documents it. Version changes when a field changes meaning.
 type File struct {
-	Version    int       `json:"version"`
-	ID         string    `json:"id"`
-	Root       string    `json:"root"` // runc's --root, as runc resolves it
-	Bundle     string    `json:"bundle"`
-	Key        string    `json:"key"`
-	KeySource  string    `json:"key_source,omitempty"`
-	NetworkFS  string    `json:"networkfs,omitempty"`
-	Started    string    `json:"started"`              // StartedCreated or StartedRestored
-	Checkpoint string    `json:"checkpoint,omitempty"` // the checkpoint restored from
-	Fallback   string    `json:"fallback,omitempty"`   // why a restore was not done, if one was tried
-	Created    time.Time `json:"created"`
-	Updated    time.Time `json:"updated"`
+	Version   int    `json:"version"`
+	ID        string `json:"id"`
+	Root      string `json:"root"` // runc's --root, as runc resolves it
+	Bundle    string `json:"bundle"`
+	Key       string `json:"key"`
+	KeySource string `json:"key_source,omitempty"`
+	Tenant    string `json:"tenant,omitempty"`
+	Rootfs    string `json:"rootfs,omitempty"` // the container's root filesystem, absolute
+	NetworkFS string `json:"networkfs,omitempty"`
+	// Identity is what the container runs, recorded in its checkpoints.
+	Identity   *optin.Identity `json:"identity,omitempty"`
+	Started    string          `json:"started"`              // StartedCreated or StartedRestored
+	Checkpoint string          `json:"checkpoint,omitempty"` // the checkpoint restored from
+	Fallback   string          `json:"fallback,omitempty"`   // why a restore was not done, if one was tried
+	Created    time.Time       `json:"created"`
+	Updated    time.Time       `json:"updated"`
 	// StartPending: restored in place of create; the next `start` only records it.
 	StartPending bool `json:"start_pending,omitempty"`
 	// Checkpointed is when the container was checkpointed during its life (then its exit is
 	// not its own and its key's checkpoint stays).
-	Checkpointed *time.Time         `json:"checkpointed,omitempty"`
-	Timings      map[string]float64 `json:"timings_ms,omitempty"`
+	Checkpointed *time.Time `json:"checkpointed,omitempty"`
+	// Stopping is when tardis began to checkpoint the container for a stop: from then on,
+	// the container's end is tardis's doing (even if the checkpoint failed or tardis died
+	// during it), never "ended on its own".
+	Stopping *time.Time         `json:"stopping,omitempty"`
+	Timings  map[string]float64 `json:"timings_ms,omitempty"`
 	// RestoreStats is CRIU's statistics of the restore (stats-restore), when there was one.
 	RestoreStats *criuimg.RestoreStats `json:"restore_stats,omitempty"`
 }
 
-const version = 1
+const version = 2
 
 // DefaultRoot is runc's --root when none is given (as root).
 const DefaultRoot = "/run/runc"

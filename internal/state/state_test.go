@@ -23,7 +23,7 @@ func TestWriteReadListRemove(t *testing.T) {
 		}
 	}
 	got, err := s.Read("/run/containerd/runc/k8s.io", "a")
-	if err != nil || got.Key != "ka" || got.Version != 1 {
+	if err != nil || got.Key != "ka" || got.Version != 2 {
 		t.Fatalf("Read = %+v, %v", got, err)
 	}
 	if got, err := s.Read("", "b"); err != nil || got.Root != DefaultRoot {

@@ -15,97 +15,133 @@ import (
 // Kinds of what a key's directory holds, as Entries reports them.
 const (
 	KindCurrent = "current" // the checkpoint current names
+	KindClaimed = "claimed" // a checkpoint a claim link names: a restore holds it (live, or left by a crash)
 	KindAside   = "aside"   // set aside after a failed restore, with REASON
-	KindOrphan  = "orphan"  // a ckpt-* directory current does not name (a crash between rename and link swap)
-	KindPartial = "partial" // a .tmp-* directory being written or left by a crash, a stray .current-* link, or a consumed-* one restored from and not yet removed
+	KindOrphan  = "orphan"  // a ckpt- directory neither current nor a claim names (a crash between rename and link swap)
+	KindPartial = "partial" // a .tmp- directory, a stray .current- link, a consumed- directory, or a claim whose checkpoint is gone
 )
-
-// stampLayout is the time part of a checkpoint's stamp (see stamp).
-const stampLayout = "20060102T150405.000000000Z"
 
 // Entry is one thing in a key's directory.
 type Entry struct {
-	Key, Name, Kind string
-	Dir             string    // its path
-	Stamp           time.Time // from its name; zero when the name carries none
-	ModTime         time.Time // of the directory (or link)
-	SetAside        time.Time // KindAside: when REASON was written (zero when unknown)
+	Ref
+	Name, Kind string
+	NameKind   NameKind
+	Dir        string    // its path
+	Stamp      time.Time // from its name; zero when the name carries none
+	ModTime    time.Time // of the directory (or link)
+	SetAside   time.Time // KindAside: when REASON was written (zero when unknown)
+	// KindClaimed: the claim link's name, the node holding it and when it claimed. A dangling
+	// claim (KindPartial) carries its owner too.
+	Claim         string
+	ClaimOwner    string
+	Claimed       time.Time
+	DanglingClaim bool
 }
 
-// Checkpoint returns the entry as a checkpoint (for ReadManifest, Validate and Images).
-func (e Entry) Checkpoint() *Checkpoint { return &Checkpoint{Key: e.Key, Name: e.Name, Dir: e.Dir} }
-
-// StampTime is the time in a checkpoint name (ckpt-, aside-, .tmp-, .current-); zero when
-// it has none.
-func StampTime(name string) time.Time {
-	for _, p := range []string{"ckpt-", "aside-", ".tmp-", ".current-"} {
-		if rest, ok := strings.CutPrefix(name, p); ok {
-			if i := strings.LastIndexByte(rest, '-'); i > 0 {
-				rest = rest[:i]
-			}
-			t, err := time.Parse(stampLayout, rest)
-			if err == nil {
-				return t
-			}
-			return time.Time{}
-		}
+// Checkpoint returns the entry as a checkpoint (for ReadManifest, Validate and Images); a
+// claimed one carries its claim link.
+func (e Entry) Checkpoint() *Checkpoint {
+	c := &Checkpoint{Ref: e.Ref, Name: e.Name, Dir: e.Dir}
+	if e.Claim != "" {
+		c.Claim = filepath.Join(filepath.Dir(e.Dir), e.Claim)
 	}
-	return time.Time{}
+	return c
 }
 
-// Entries lists what the key's directory holds (the key is a safe name the caller has
-// checked), sorted by kind (current, aside, orphan, partial) then by name. A current link
-// that does not name a checkpoint is reported in the error; then no ckpt-* directory is
-// called an orphan. A key without a directory has no entries.
-func (s Store) Entries(key string) ([]Entry, error) {
-	dir := s.KeyDir(key)
-	des, err := os.ReadDir(dir)
+// Entries lists what the key's directory holds, classified by Classify, sorted by kind
+// (current, claimed, aside, orphan, partial) then by name. A current or claim link that
+// does not name a checkpoint is reported in the error; then no ckpt- directory is called
+// an orphan. A key without a directory has no entries; names that are not tardis's are
+// left out.
+func (s Store) Entries(r Ref) ([]Entry, error) {
+	dir, err := s.keyDir(r, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint key %s: %w", key, err)
+		return nil, err
 	}
-	cur, curErr := s.Current(key)
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint key %s: %w", r, err)
+	}
+	cur, linkErr := s.readLink(r, dir, CurrentLink)
+	claims := map[string]Entry{} // checkpoint name → its claim
 	var out []Entry
+	var errs []error
 	for _, de := range des {
-		name := de.Name()
-		e := Entry{Key: key, Name: name, Dir: filepath.Join(dir, name), Stamp: StampTime(name)}
+		n := Classify(de.Name(), de.Type())
+		if n.Kind != NameClaim {
+			continue
+		}
+		e := Entry{Ref: r, Name: de.Name(), NameKind: NameClaim, Dir: filepath.Join(dir, de.Name()),
+			Stamp: n.Stamp, Claim: de.Name(), ClaimOwner: n.Owner, Claimed: n.Stamp}
+		if target, err := os.Readlink(e.Dir); err == nil && isCheckpointName(target) && !exists(filepath.Join(dir, target)) {
+			e.Kind, e.DanglingClaim = KindPartial, true
+			out = append(out, withModTime(e, de))
+			continue
+		}
+		c, err := s.readLink(r, dir, de.Name())
 		switch {
-		case strings.HasPrefix(name, "ckpt-") && de.IsDir():
+		case err != nil:
+			errs = append(errs, err)
+			linkErr = errors.Join(linkErr, err)
+		case c != nil:
+			claims[c.Name] = e
+		}
+	}
+	for _, de := range des {
+		n := Classify(de.Name(), de.Type())
+		e := Entry{Ref: r, Name: de.Name(), NameKind: n.Kind, Dir: filepath.Join(dir, de.Name()), Stamp: n.Stamp}
+		switch n.Kind {
+		case NameCheckpoint:
+			if cl, ok := claims[e.Name]; ok {
+				e.Kind, e.Claim, e.ClaimOwner, e.Claimed = KindClaimed, cl.Claim, cl.ClaimOwner, cl.Claimed
+				break
+			}
 			switch {
-			case cur != nil && cur.Name == name:
+			case cur != nil && cur.Name == e.Name:
 				e.Kind = KindCurrent
-			case curErr != nil:
-				continue // current is unreadable: do not guess which one it meant
+			case linkErr != nil:
+				continue // a link is unreadable: do not guess which one it meant
 			default:
 				e.Kind = KindOrphan
 			}
-		case strings.HasPrefix(name, "aside-") && de.IsDir():
+		case NameAside:
 			e.Kind = KindAside
-			if st, err := os.Stat(filepath.Join(e.Dir, ReasonFile)); err == nil {
+			if st, err := os.Lstat(filepath.Join(e.Dir, ReasonFile)); err == nil {
 				e.SetAside = st.ModTime()
 			}
-		case strings.HasPrefix(name, ".tmp-") && de.IsDir(),
-			strings.HasPrefix(name, "consumed-") && de.IsDir(),
-			strings.HasPrefix(name, ".current-") && de.Type()&fs.ModeSymlink != 0:
+		case NameTemp, NameTempLink, NameConsumed:
 			e.Kind = KindPartial
 		default:
 			continue
 		}
-		if info, err := de.Info(); err == nil {
-			e.ModTime = info.ModTime()
-		}
-		out = append(out, e)
+		out = append(out, withModTime(e, de))
 	}
-	rank := map[string]int{KindCurrent: 0, KindAside: 1, KindOrphan: 2, KindPartial: 3}
+	rank := map[string]int{KindCurrent: 0, KindClaimed: 1, KindAside: 2, KindOrphan: 3, KindPartial: 4}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Kind != out[j].Kind {
 			return rank[out[i].Kind] < rank[out[j].Kind]
 		}
 		return out[i].Name < out[j].Name
 	})
-	return out, curErr
+	if linkErr != nil {
+		errs = append(errs, linkErr)
+	}
+	return out, errors.Join(errs...)
+}
+
+func withModTime(e Entry, de fs.DirEntry) Entry {
+	if info, err := de.Info(); err == nil {
+		e.ModTime = info.ModTime()
+	}
+	return e
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // maxReason bounds what is read of a REASON file.
@@ -113,7 +149,7 @@ const maxReason = 64 << 10
 
 // ReadReason returns the REASON of a set-aside checkpoint directory, without its final newline.
 func ReadReason(dir string) (string, error) {
-	f, err := os.Open(filepath.Join(dir, ReasonFile))
+	f, err := os.OpenFile(filepath.Join(dir, ReasonFile), os.O_RDONLY|syscallNoFollow, 0)
 	if err != nil {
 		return "", fmt.Errorf("reason: %w", err)
 	}
@@ -127,32 +163,75 @@ func ReadReason(dir string) (string, error) {
 
 // RemoveEntry removes what Entries listed. A current checkpoint is unlinked first (as
 // Consume does), so that no reader is left with a current link to a half-removed
-// directory. The caller holds the key's lock.
+// directory. A claimed checkpoint is never removed here: see ReleaseClaim. The caller
+// holds the key's lock.
 func (s Store) RemoveEntry(e Entry) error {
-	if filepath.Base(e.Name) != e.Name || e.Dir != filepath.Join(s.KeyDir(e.Key), e.Name) {
-		return fmt.Errorf("remove %s: not an entry of key %s", e.Dir, e.Key)
+	keyDir, err := s.keyDir(e.Ref, false)
+	if err != nil {
+		return err
 	}
-	var err error
+	if filepath.Base(e.Name) != e.Name || e.Dir != filepath.Join(keyDir, e.Name) {
+		return fmt.Errorf("remove %s: not an entry of key %s", e.Dir, e.Ref)
+	}
 	switch e.Kind {
 	case KindCurrent:
 		err = s.Consume(e.Checkpoint())
 	case KindAside, KindOrphan, KindPartial:
+		// Garbage in a key directory that passed its checks goes whatever its owner or
+		// mode; it is only never followed if it is a symlink where a directory should be.
+		if e.NameKind != NameTempLink && !e.DanglingClaim {
+			if st, lerr := os.Lstat(e.Dir); lerr == nil && !st.IsDir() {
+				return fmt.Errorf("remove %s: %w", e.Name, unsafef("%s is not a directory", e.Dir))
+			}
+		}
 		if err = os.RemoveAll(e.Dir); err != nil {
 			err = fmt.Errorf("remove %s: %w", e.Name, err)
 		}
+	case KindClaimed:
+		return fmt.Errorf("remove %s: claimed by %s for a restore (release the claim first)", e.Name, e.ClaimOwner)
 	default:
 		return fmt.Errorf("remove %s: unknown kind %q", e.Name, e.Kind)
 	}
 	if err != nil {
 		return err
 	}
-	return syncPath(s.KeyDir(e.Key))
+	return syncPath(keyDir)
 }
 
-// RemoveKeyDirIfEmpty removes the key's directory when nothing is left in it; it reports
-// whether it did.
-func (s Store) RemoveKeyDirIfEmpty(key string) bool {
-	return os.Remove(s.KeyDir(key)) == nil
+// ReleaseClaim ends a claim that its node left (tardisctl gc, past an explicit age): the
+// claimed checkpoint becomes current again when the key has none, and is set aside (with
+// the reason) when a newer one was published since. It returns what became of it.
+func (s Store) ReleaseClaim(e Entry, reason string) (string, error) {
+	if e.Kind != KindClaimed {
+		return "", fmt.Errorf("release %s: not claimed", e.Name)
+	}
+	c := e.Checkpoint()
+	keyDir, err := s.keyDir(e.Ref, false)
+	if err != nil {
+		return "", err
+	}
+	if cur, _ := s.readLink(e.Ref, keyDir, CurrentLink); cur == nil {
+		if err := os.Rename(c.Claim, filepath.Join(keyDir, CurrentLink)); err != nil {
+			return "", fmt.Errorf("release %s: %w", e.Name, err)
+		}
+		return "current again", syncPath(keyDir)
+	}
+	aside, err := s.SetAside(c, reason)
+	if err != nil {
+		return "", err
+	}
+	return "set aside as " + filepath.Base(aside), nil
+}
+
+// RemoveKeyDirIfEmpty removes the key's directory when nothing is left in it (and then the
+// tenant's, when that is empty too); it reports whether it removed the key's.
+func (s Store) RemoveKeyDirIfEmpty(r Ref) bool {
+	dir, err := s.keyDir(r, false)
+	if err != nil || os.Remove(dir) != nil {
+		return false
+	}
+	_ = os.Remove(filepath.Dir(dir))
+	return true
 }
 
 // DirSize is the total size of the regular files under dir (for checkpoints whose

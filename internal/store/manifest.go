@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg"
+	"github.com/tardis-runtime/tardis/internal/optin"
+	"github.com/tardis-runtime/tardis/internal/rootfs"
 )
 
 // ErrInvalid is wrapped by every reason a checkpoint cannot be restored here.
@@ -20,25 +23,34 @@ var ErrInvalid = errors.New("checkpoint not restorable")
 
 // Manifest describes a checkpoint; README.md documents it.
 type Manifest struct {
-	Version     int       `json:"version"`
-	Key         string    `json:"key"`
-	ContainerID string    `json:"container_id"`
-	Created     time.Time `json:"created"`
-	Node        Node      `json:"node"`
+	Version int    `json:"version"`
+	Tenant  string `json:"tenant"`
+	Key     string `json:"key"`
+	// Identity is what the checkpointed container ran; only a container that would run
+	// the same is restored from it.
+	Identity    optin.Identity `json:"identity"`
+	ContainerID string         `json:"container_id"`
+	Created     time.Time      `json:"created"`
+	Node        Node           `json:"node"`
 	// Rootfs says how the container's files were saved: "overlay" (the upper directory's
 	// changes are in rootfs.tar) or "in-place" (a plain directory rootfs, used as it is).
 	Rootfs      string             `json:"rootfs"`
-	RootfsStats any                `json:"rootfs_stats,omitempty"`
+	RootfsStats *rootfs.Stats      `json:"rootfs_stats,omitempty"`
 	NetworkFS   string             `json:"networkfs,omitempty"`
+	GPU         json.RawMessage    `json:"gpu,omitempty"`
 	Files       []File             `json:"files"`
 	DumpStats   *criuimg.DumpStats `json:"dump_stats,omitempty"`
 	Timings     map[string]float64 `json:"timings_ms,omitempty"`
+	// Signature is the HMAC-SHA256 (hex) of the manifest with this field empty, when the
+	// store that wrote it signs (see sign.go).
+	Signature string `json:"signature,omitempty"`
 }
 
 // File is one file of a checkpoint, relative to its directory.
 type File struct {
-	Path string `json:"path"`
-	Size int64  `json:"size"`
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256,omitempty"` // in signed checkpoints
 }
 
 // Node is what a restoring node must match.
@@ -51,7 +63,8 @@ type Node struct {
 	CPUFlags    []string `json:"cpu_flags"`
 }
 
-const manifestVersion = 1
+// manifestVersion 2: tenants, identities and signatures.
+const manifestVersion = 2
 
 // maxManifest bounds what is read of a manifest (it lists files, not contents).
 const maxManifest = 16 << 20
@@ -68,9 +81,10 @@ func writeManifest(p string, m *Manifest) error {
 	return nil
 }
 
-// ReadManifest reads dir/manifest.json.
+// ReadManifest reads dir/manifest.json (never through a symlink), for showing it; Validate
+// is what decides whether a checkpoint may be restored.
 func ReadManifest(dir string) (*Manifest, error) {
-	f, err := os.Open(filepath.Join(dir, ManifestName))
+	f, err := os.OpenFile(filepath.Join(dir, ManifestName), os.O_RDONLY|syscallNoFollow, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: manifest: %w", ErrInvalid, err)
 	}
@@ -89,10 +103,20 @@ func ReadManifest(dir string) (*Manifest, error) {
 	return &m, nil
 }
 
-// Validate checks that a checkpoint is complete and can be restored on node: its manifest,
-// every file it lists at its recorded size, the CRIU images (criuimg.Validate) and the
-// node's architecture, CRIU version and CPU features.
-func Validate(c *Checkpoint, node Node) (*Manifest, error) {
+// Validate checks that a checkpoint is whole, is what tardis wrote, and can be restored on
+// node: every directory and file as tardis makes them (no symlink, owner, modes), exactly
+// the files its manifest lists at their sizes, the manifest's tenant and key those of the
+// directory it is in, its signature and digests when the store signs, the CRIU images
+// (criuimg.Validate), and the node's architecture, CRIU version and CPU features. Whether
+// the checkpoint is the same container as the one being created is the caller's to ask
+// (optin.Identity.Diff).
+func (s Store) Validate(c *Checkpoint, node Node) (*Manifest, error) {
+	if err := s.checkDir(c.Dir); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if _, err := s.checkFile(filepath.Join(c.Dir, ManifestName)); err != nil {
+		return nil, fmt.Errorf("%w: manifest: %w", ErrInvalid, err)
+	}
 	m, err := ReadManifest(c.Dir)
 	if err != nil {
 		return nil, err
@@ -100,6 +124,8 @@ func Validate(c *Checkpoint, node Node) (*Manifest, error) {
 	switch {
 	case m.Version != manifestVersion:
 		return m, fmt.Errorf("%w: manifest version %d, want %d", ErrInvalid, m.Version, manifestVersion)
+	case m.Tenant != c.Tenant:
+		return m, fmt.Errorf("%w: manifest is of tenant %q, not %q", ErrInvalid, m.Tenant, c.Tenant)
 	case m.Key != c.Key:
 		return m, fmt.Errorf("%w: manifest is for key %q, not %q", ErrInvalid, m.Key, c.Key)
 	case len(m.Files) == 0:
@@ -107,34 +133,79 @@ func Validate(c *Checkpoint, node Node) (*Manifest, error) {
 	case m.Rootfs != "overlay" && m.Rootfs != "in-place":
 		return m, fmt.Errorf("%w: manifest rootfs %q unknown", ErrInvalid, m.Rootfs)
 	}
-	hasInventory, hasRootfs := false, false
-	for _, f := range m.Files {
-		if f.Path == "" || path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || strings.HasPrefix(f.Path, "../") || f.Path == ".." {
-			return m, fmt.Errorf("%w: manifest lists unsafe path %q", ErrInvalid, f.Path)
-		}
-		st, err := os.Lstat(filepath.Join(c.Dir, filepath.FromSlash(f.Path)))
-		if err != nil {
-			return m, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		if !st.Mode().IsRegular() {
-			return m, fmt.Errorf("%w: %s is not a regular file", ErrInvalid, f.Path)
-		}
-		if st.Size() != f.Size {
-			return m, fmt.Errorf("%w: %s has %d bytes, manifest says %d", ErrInvalid, f.Path, st.Size(), f.Size)
-		}
-		hasInventory = hasInventory || f.Path == ImagesDir+"/inventory.img"
-		hasRootfs = hasRootfs || f.Path == RootfsTar
+	if err := s.checkFiles(c.Dir, m); err != nil {
+		return m, err
 	}
-	if !hasInventory {
-		return m, fmt.Errorf("%w: manifest does not list %s/inventory.img", ErrInvalid, ImagesDir)
-	}
-	if m.Rootfs == "overlay" && !hasRootfs {
-		return m, fmt.Errorf("%w: manifest does not list %s", ErrInvalid, RootfsTar)
+	if err := s.verify(c.Dir, m); err != nil {
+		return m, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := criuimg.Validate(c.Images()); err != nil {
 		return m, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return m, Compatible(m.Node, node)
+}
+
+// checkFiles checks that the checkpoint directory holds exactly the files the manifest
+// lists (and the manifest, and the REASON of one set aside), each at its size and as
+// tardis makes them, and nothing else but directories as tardis makes them.
+func (s Store) checkFiles(dir string, m *Manifest) error {
+	want := map[string]int64{}
+	hasInventory, hasRootfs := false, false
+	for _, f := range m.Files {
+		if f.Path == "" || path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || strings.HasPrefix(f.Path, "../") || f.Path == ".." {
+			return fmt.Errorf("%w: manifest lists unsafe path %q", ErrInvalid, f.Path)
+		}
+		if _, dup := want[f.Path]; dup {
+			return fmt.Errorf("%w: manifest lists %q twice", ErrInvalid, f.Path)
+		}
+		want[f.Path] = f.Size
+		hasInventory = hasInventory || f.Path == ImagesDir+"/inventory.img"
+		hasRootfs = hasRootfs || f.Path == RootfsTar
+	}
+	if !hasInventory {
+		return fmt.Errorf("%w: manifest does not list %s/inventory.img", ErrInvalid, ImagesDir)
+	}
+	if m.Rootfs == "overlay" && !hasRootfs {
+		return fmt.Errorf("%w: manifest does not list %s", ErrInvalid, RootfsTar)
+	}
+	seen := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() && d.Type()&fs.ModeSymlink == 0 {
+			return s.checkDir(p)
+		}
+		st, err := s.checkFile(p)
+		if err != nil {
+			return err
+		}
+		if rel == ManifestName || rel == ReasonFile {
+			return nil
+		}
+		size, ok := want[rel]
+		switch {
+		case !ok:
+			return fmt.Errorf("%q is not in the manifest", rel)
+		case st.Size() != size:
+			return fmt.Errorf("%q has %d bytes, manifest says %d", rel, st.Size(), size)
+		}
+		seen++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if seen != len(want) {
+		for p := range want {
+			if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(p))); err != nil {
+				return fmt.Errorf("%w: %q: %w", ErrInvalid, p, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Compatible reports why a checkpoint made on from cannot be restored on to.
