@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,7 +47,17 @@ type Config struct {
 	CheckpointOn   []string `toml:"checkpoint_on"`   // TARDIS_CHECKPOINT_ON, comma-separated
 	CheckpointArgs []string `toml:"checkpoint_args"` // TARDIS_CHECKPOINT_ARGS, space-separated
 	RestoreArgs    []string `toml:"restore_args"`    // TARDIS_RESTORE_ARGS, space-separated
-	Timeouts       Timeouts `toml:"timeouts"`
+	// NetworkFSRoots are the host directories under which a container may name its
+	// network-filesystem path (none: no host path is ever mounted).
+	NetworkFSRoots []string `toml:"networkfs_roots"` // TARDIS_NETWORKFS_ROOTS, colon-separated
+	// Tenant is the tenant of containers outside Kubernetes; TenantByRunc makes each runc
+	// root (containerd namespace, Docker, Podman) a tenant of its own.
+	Tenant       string `toml:"tenant"`              // TARDIS_TENANT
+	TenantByRunc bool   `toml:"tenant_by_runc_root"` // TARDIS_TENANT_BY_RUNC_ROOT
+	// SigningKey is a root-only key file: every checkpoint is signed, and unsigned or
+	// tampered ones are refused.
+	SigningKey string   `toml:"signing_key"` // TARDIS_SIGNING_KEY
+	Timeouts   Timeouts `toml:"timeouts"`
 }
 
 // Timeouts bound every step that can hang.
@@ -65,6 +77,7 @@ func Default() Config {
 		WorkDir:        "/var/lib/tardis/work",
 		LogFile:        "/var/log/tardis.log",
 		CheckpointOn:   []string{"SIGTERM", "SIGKILL"},
+		Tenant:         "default",
 		Timeouts: Timeouts{
 			Checkpoint: Duration{2 * time.Minute},
 			Restore:    Duration{2 * time.Minute},
@@ -129,6 +142,7 @@ func applyEnv(c *Config, getenv func(string) string) error {
 	strs := map[string]*string{
 		"TARDIS_RUNC": &c.Runc, "TARDIS_CRIU": &c.Criu, "TARDIS_CHECKPOINT_ROOT": &c.CheckpointRoot,
 		"TARDIS_STATE_DIR": &c.StateDir, "TARDIS_WORK_DIR": &c.WorkDir, "TARDIS_LOG_FILE": &c.LogFile,
+		"TARDIS_TENANT": &c.Tenant, "TARDIS_SIGNING_KEY": &c.SigningKey,
 	}
 	for name, p := range strs {
 		if v := getenv(name); v != "" {
@@ -144,7 +158,17 @@ func applyEnv(c *Config, getenv func(string) string) error {
 	if v := getenv("TARDIS_RESTORE_ARGS"); v != "" {
 		c.RestoreArgs = strings.Fields(v)
 	}
+	if v := getenv("TARDIS_NETWORKFS_ROOTS"); v != "" {
+		c.NetworkFSRoots = filepath.SplitList(v)
+	}
 	var errs []error
+	if v := getenv("TARDIS_TENANT_BY_RUNC_ROOT"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("TARDIS_TENANT_BY_RUNC_ROOT: %w", err))
+		}
+		c.TenantByRunc = b
+	}
 	durs := map[string]*Duration{
 		"TARDIS_CHECKPOINT_TIMEOUT": &c.Timeouts.Checkpoint, "TARDIS_RESTORE_TIMEOUT": &c.Timeouts.Restore,
 		"TARDIS_VALIDATE_TIMEOUT": &c.Timeouts.Validate, "TARDIS_NETWORKFS_TIMEOUT": &c.Timeouts.NetworkFS,
@@ -160,15 +184,74 @@ func applyEnv(c *Config, getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
-// check refuses settings that would make tardis build paths from relative directories.
+// check refuses settings that would make tardis build paths from relative directories, or
+// that contradict what tardis does.
 func (c *Config) check() error {
 	var errs []error
+	for _, p := range c.NetworkFSRoots {
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" {
+			errs = append(errs, fmt.Errorf("config: networkfs_roots: %q is not a clean absolute path other than /", p))
+		}
+	}
+	if c.SigningKey != "" && !filepath.IsAbs(c.SigningKey) {
+		errs = append(errs, fmt.Errorf("config: signing_key %q is not an absolute path", c.SigningKey))
+	}
+	if !safeTenant.MatchString(c.Tenant) || strings.Contains(c.Tenant, "..") || len(c.Tenant) > 64 {
+		errs = append(errs, fmt.Errorf("config: tenant %q is not a safe name (letters, digits, _ . -; at most 64)", c.Tenant))
+	}
+	errs = append(errs, checkArgs("checkpoint_args", c.CheckpointArgs, checkpointArgs),
+		checkArgs("restore_args", c.RestoreArgs, restoreArgs))
 	for name, p := range map[string]string{
 		"checkpoint_root": c.CheckpointRoot, "state_dir": c.StateDir, "work_dir": c.WorkDir,
 		"log_file": c.LogFile,
 	} {
 		if !filepath.IsAbs(p) {
 			errs = append(errs, fmt.Errorf("config: %s %q is not an absolute path", name, p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var safeTenant = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// The runc options a node may add to the checkpoints and restores tardis runs, and whether
+// each takes a value. Everything else is refused, because tardis sets it itself (image and
+// work paths, --detach, the bundle, the pid file, the console socket) or because it
+// contradicts what tardis does: --leave-running (the stop would leave the container
+// running), --pre-dump (no final dump), --lazy-pages, --page-server and --status-fd (they
+// need an orchestrator tardis is not), --parent-path.
+var (
+	checkpointArgs = map[string]bool{
+		"tcp-established": false, "tcp-skip-in-flight": false, "ext-unix-sk": false, "shell-job": false,
+		"file-locks": false, "link-remap": false, "auto-dedup": false,
+		"manage-cgroups-mode": true, "empty-ns": true,
+	}
+	restoreArgs = map[string]bool{
+		"tcp-established": false, "ext-unix-sk": false, "shell-job": false, "file-locks": false,
+		"auto-dedup": false, "no-subreaper": false,
+		"manage-cgroups-mode": true, "empty-ns": true, "lsm-profile": true, "lsm-mount-context": true,
+	}
+)
+
+// checkArgs refuses extra runc options that are not in allowed (name → takes a value).
+func checkArgs(setting string, args []string, allowed map[string]bool) error {
+	var errs []error
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		takes, ok := allowed[name]
+		switch {
+		case !strings.HasPrefix(a, "-"):
+			errs = append(errs, fmt.Errorf("config: %s: %q is not an option", setting, a))
+		case !ok:
+			errs = append(errs, fmt.Errorf("config: %s: %q is not allowed (tardis sets it, or it contradicts a checkpoint on stop)", setting, a))
+		case takes && !hasValue:
+			if i+1 >= len(args) {
+				errs = append(errs, fmt.Errorf("config: %s: %q needs a value", setting, a))
+			}
+			i++
+		case !takes && hasValue:
+			errs = append(errs, fmt.Errorf("config: %s: %q takes no value", setting, a))
 		}
 	}
 	return errors.Join(errs...)
