@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg"
+	"github.com/tardis-runtime/tardis/internal/optin"
 	"github.com/tardis-runtime/tardis/internal/rootfs"
 	"github.com/tardis-runtime/tardis/internal/state"
 	"github.com/tardis-runtime/tardis/internal/store"
@@ -495,8 +496,8 @@ func syncTree(dir string) error {
 // includes it). The node is the checkpoint's own, so that the compatibility check passes
 // without running runc and criu (the node probe is timed on its own).
 func (b *bench) validation(g *group, n int, key, label string) (int64, error) {
-	s := store.Store{Root: b.ckptRoot}
-	ck, err := s.Current(key)
+	s := store.New(b.ckptRoot, nil)
+	ck, err := s.Current(store.Ref{Tenant: optin.DefaultTenant, Key: key})
 	if err != nil || ck == nil {
 		return 0, fmt.Errorf("no checkpoint for %s to validate (%v)", key, err)
 	}
@@ -512,7 +513,7 @@ func (b *bench) validation(g *group, n int, key, label string) (int64, error) {
 		}
 		d1 := time.Since(t)
 		t = time.Now()
-		if _, err := store.Validate(ck, m.Node); err != nil {
+		if _, err := s.Validate(ck, m.Node); err != nil {
 			return 0, err
 		}
 		d2 := time.Since(t)

@@ -127,8 +127,13 @@ func TestParseInterspersed(t *testing.T) {
 func TestDoomed(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	e := func(kind, name string, age time.Duration) store.Entry {
-		return store.Entry{Key: "k", Name: name, Kind: kind, Dir: "/nonexistent/" + name,
+		return store.Entry{Ref: store.Ref{Tenant: "default", Key: "k"}, Name: name, Kind: kind, Dir: "/nonexistent/" + name,
 			Stamp: now.Add(-age), ModTime: now.Add(-age), SetAside: now.Add(-age)}
+	}
+	claimed := func(name string, age time.Duration) store.Entry {
+		c := e(store.KindClaimed, name, 30*24*time.Hour)
+		c.ClaimOwner, c.Claimed = "node-b", now.Add(-age)
+		return c
 	}
 	entries := []store.Entry{
 		e(store.KindCurrent, "ckpt-cur", 10*24*time.Hour), // no manifest: its name's time counts
@@ -138,6 +143,9 @@ func TestDoomed(t *testing.T) {
 		e(store.KindOrphan, "ckpt-orphan", time.Minute),
 		e(store.KindPartial, ".tmp-old", 2*time.Hour),
 		e(store.KindPartial, ".tmp-new", 10*time.Minute),
+		// Claimed by restores: one of a node that died three days ago, one in progress.
+		claimed("ckpt-claimed-old", 3*24*time.Hour),
+		claimed("ckpt-claimed-now", time.Second),
 	}
 	names := func(es []store.Entry) string {
 		var s []string
@@ -161,5 +169,14 @@ func TestDoomed(t *testing.T) {
 	got, _ = doomed(entries, &gcOpts{keep: 0}, now)
 	if names(got) != "aside-1 aside-2 aside-3 ckpt-orphan .tmp-old" {
 		t.Errorf("keep 0: %s", names(got))
+	}
+	// A claimed checkpoint is never garbage, however old, unless claims past an age are
+	// asked for; then only the old claim.
+	got, why = doomed(entries, &gcOpts{keep: -1, claimsOlderThan: ageFlag{24 * time.Hour}}, now)
+	if names(got) != "ckpt-orphan .tmp-old ckpt-claimed-old" {
+		t.Errorf("claims older than 1d: %s", names(got))
+	}
+	if !strings.Contains(why["ckpt-claimed-old"], "claimed by node-b 3d ago") {
+		t.Errorf("claim reason: %q", why["ckpt-claimed-old"])
 	}
 }

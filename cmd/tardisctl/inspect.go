@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg"
+	"github.com/tardis-runtime/tardis/internal/optin"
+	"github.com/tardis-runtime/tardis/internal/rootfs"
 	"github.com/tardis-runtime/tardis/internal/state"
 	"github.com/tardis-runtime/tardis/internal/store"
 )
@@ -22,7 +25,7 @@ import (
 func init() {
 	commands = append(commands, &command{
 		name: "inspect",
-		args: "KEY|DIR",
+		args: "[TENANT/]KEY|DIR",
 		summary: `Shows one checkpoint: the key's current one, or the checkpoint directory DIR (an
 absolute path, e.g. a set-aside one). Prints its manifest (key, container,
 created, the node it was made on, rootfs kind and statistics, network
@@ -40,6 +43,7 @@ restored container is not found (exit 1).`,
 
 // inspectOut is `inspect --json`.
 type inspectOut struct {
+	Tenant      string             `json:"tenant"`
 	Key         string             `json:"key"`
 	Checkpoint  *ckptRow           `json:"checkpoint"` // null when the key has none
 	Manifest    *store.Manifest    `json:"manifest,omitempty"`
@@ -64,13 +68,17 @@ func runInspect(c *cli, opts any, args []string) error {
 	out := inspectOut{}
 	t, err := c.resolveTarget(args[0])
 	var ce *codeError
-	if errors.As(err, &ce) && ce.code == exitNotValid && !strings.ContainsRune(args[0], '/') {
-		t, err = &target{key: args[0]}, nil // no checkpoint; perhaps a restore to show
+	if errors.As(err, &ce) && ce.code == exitNotValid && !filepath.IsAbs(args[0]) {
+		r, perr := c.parseRef(args[0])
+		if perr != nil {
+			return perr
+		}
+		t, err = &target{ref: r}, nil // no checkpoint; perhaps a restore to show
 	}
 	if err != nil {
 		return err
 	}
-	out.Key = t.key
+	out.Tenant, out.Key = t.ref.Tenant, t.ref.Key
 	now := c.now()
 	if t.entry.Dir != "" {
 		row := describe(t.entry, now)
@@ -84,7 +92,7 @@ func runInspect(c *cli, opts any, args []string) error {
 		}
 		out.Manifest, out.FileCount, out.DumpStats = m, len(m.Files), m.DumpStats
 		if out.Key == "" {
-			out.Key = m.Key
+			out.Tenant, out.Key = m.Tenant, m.Key
 		}
 		images := t.entry.Checkpoint().Images()
 		if out.DumpStats == nil {
@@ -98,7 +106,7 @@ func runInspect(c *cli, opts any, args []string) error {
 		}
 	}
 	if out.Key != "" {
-		lr, err := c.lastRestore(out.Key)
+		lr, err := c.lastRestore(store.Ref{Tenant: out.Tenant, Key: out.Key})
 		if err != nil {
 			fmt.Fprintf(c.stderr, "tardisctl: warning: %v\n", err)
 		}
@@ -106,7 +114,7 @@ func runInspect(c *cli, opts any, args []string) error {
 	}
 	if out.Checkpoint == nil && out.LastRestore == nil {
 		aside := 0
-		if es, _ := c.store().Entries(args[0]); es != nil {
+		if es, _ := c.store().Entries(t.ref); es != nil {
 			for _, e := range es {
 				if e.Kind == store.KindAside {
 					aside++
@@ -114,9 +122,9 @@ func runInspect(c *cli, opts any, args []string) error {
 			}
 		}
 		if aside > 0 {
-			return notFoundf("key %s has no current checkpoint (%d set aside: inspect one by its directory, see tardisctl checkpoints), and no container on this node was restored from it", args[0], aside)
+			return notFoundf("key %s has no current checkpoint (%d set aside: inspect one by its directory, see tardisctl checkpoints), and no container on this node was restored from it", t.ref, aside)
 		}
-		return notFoundf("key %s has no checkpoint, and no container on this node was restored from it", args[0])
+		return notFoundf("key %s has no checkpoint, and no container on this node was restored from it", t.ref)
 	}
 	if opts.(*jsonOpt).json {
 		return writeJSON(c.stdout, out)
@@ -142,11 +150,15 @@ func processTree(images string) (tree *crit.PsTree, err error) {
 }
 
 // lastRestore finds the most recently created container restored from key on this node.
-func (c *cli) lastRestore(key string) (*lastRestore, error) {
+func (c *cli) lastRestore(r store.Ref) (*lastRestore, error) {
 	files, err := c.states().List()
 	var best *state.File
 	for _, f := range files {
-		if f.Key == key && f.Started == state.StartedRestored && (best == nil || f.Created.After(best.Created)) {
+		tenant := f.Tenant
+		if tenant == "" {
+			tenant = c.cfg.Tenant
+		}
+		if f.Key == r.Key && tenant == r.Tenant && f.Started == state.StartedRestored && (best == nil || f.Created.After(best.Created)) {
 			best = f
 		}
 	}
@@ -159,6 +171,7 @@ func (c *cli) lastRestore(key string) (*lastRestore, error) {
 
 func printInspect(w io.Writer, o *inspectOut, now time.Time) {
 	kv := newTable(w)
+	kv.row("tenant:", o.Tenant)
 	kv.row("key:", o.Key)
 	if o.Checkpoint == nil {
 		kv.row("checkpoint:", "none")
@@ -174,6 +187,7 @@ func printInspect(w io.Writer, o *inspectOut, now time.Time) {
 			kv.row("reason:", firstLine(ck.Reason))
 		}
 		kv.row("container:", orDash(m.ContainerID))
+		kv.row("runs:", identityText(m.Identity))
 		kv.row("created:", fmt.Sprintf("%s (%s ago)", m.Created.UTC().Format(time.RFC3339), ageSince(now, m.Created)))
 		kv.row("node:", orDash(m.Node.Name))
 		kv.row("  kernel:", orDash(m.Node.Kernel))
@@ -184,6 +198,7 @@ func printInspect(w io.Writer, o *inspectOut, now time.Time) {
 		kv.row("rootfs:", orDash(m.Rootfs)+rootfsStats(m.RootfsStats))
 		kv.row("networkfs:", orDash(m.NetworkFS))
 		kv.row("files:", fmt.Sprintf("%d (%s)", o.FileCount, humanSize(m.Size())))
+		kv.row("signed:", map[bool]string{true: "yes", false: "no"}[m.Signature != ""])
 		kv.row("timings_ms:", timings(m.Timings))
 	}
 	_ = kv.flush()
@@ -262,10 +277,26 @@ func printStats(w io.Writer, stats any, indent ...string) {
 	_ = t.flush()
 }
 
+// identityText is what a checkpoint's container runs, on one line.
+func identityText(id optin.Identity) string {
+	s := fmt.Sprintf("%q in %s as %d:%d", id.Args, orDash(id.Cwd), id.UID, id.GID)
+	if len(id.AdditionalGids) > 0 {
+		s += fmt.Sprintf(" %v", id.AdditionalGids)
+	}
+	if id.Image != "" {
+		s = "image " + id.Image + ", " + s
+	}
+	return s
+}
+
 // rootfsStats is the manifest's rootfs statistics as " (files=3 dirs=1 ...)".
-func rootfsStats(v any) string {
-	m, ok := v.(map[string]any)
-	if !ok || len(m) == 0 {
+func rootfsStats(st *rootfs.Stats) string {
+	if st == nil {
+		return ""
+	}
+	b, _ := json.Marshal(st)
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil || len(m) == 0 {
 		return ""
 	}
 	keys := slices.Sorted(maps.Keys(m))

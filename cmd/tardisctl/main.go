@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 
 	"github.com/tardis-runtime/tardis/internal/config"
 	"github.com/tardis-runtime/tardis/internal/lock"
-	"github.com/tardis-runtime/tardis/internal/optin"
+	"github.com/tardis-runtime/tardis/internal/node"
 	"github.com/tardis-runtime/tardis/internal/state"
 	"github.com/tardis-runtime/tardis/internal/store"
 )
@@ -79,6 +78,7 @@ type cli struct {
 	now            func() time.Time
 	cfg            config.Config
 	node           func(*cli) store.Node
+	signingKey     []byte
 }
 
 // codeError carries an exit code with an error.
@@ -165,6 +165,12 @@ func (c *cli) main(args []string) int {
 		return exitError
 	}
 	c.cfg = cfg
+	if cfg.SigningKey != "" {
+		if c.signingKey, err = store.ReadSigningKey(cfg.SigningKey); err != nil {
+			fmt.Fprintf(c.stderr, "tardisctl: %v\n", err)
+			return exitError
+		}
+	}
 	err = cmd.run(c, opts, pos)
 	var s silent
 	var ce *codeError
@@ -257,71 +263,77 @@ func (c *cli) states() state.Store {
 	return state.Store{FS: afero.NewOsFs(), Dir: c.cfg.StateDir}
 }
 
-func (c *cli) store() store.Store { return store.Store{Root: c.cfg.CheckpointRoot} }
+// store is the checkpoint store of the configuration (signing as tardis does, so that
+// validate checks signatures as a restore would).
+func (c *cli) store() store.Store { return store.New(c.cfg.CheckpointRoot, c.signingKey) }
+
+func (c *cli) paths() node.Paths {
+	return node.Paths{StateDir: c.cfg.StateDir, WorkDir: c.cfg.WorkDir}
+}
 
 // lockKey takes the per-key lock tardis takes, so that nothing here races a checkpoint or
 // a restore of the key.
-func (c *cli) lockKey(key string) (*lock.Lock, error) {
-	return lock.Acquire(filepath.Join(c.cfg.StateDir, "locks"), key, c.cfg.Timeouts.Lock.Duration)
+func (c *cli) lockKey(r store.Ref) (*lock.Lock, error) {
+	return c.paths().Lock(r, c.cfg.Timeouts.Lock.Duration)
 }
 
-// checkKey refuses a key argument that is not a safe name: it becomes a path.
-func checkKey(key string) error {
-	if err := optin.CheckName(key); err != nil {
-		return usageErrorf("key: %v", err)
+// parseRef reads a [TENANT/]KEY argument; without a tenant, the node's own (the
+// configuration's tenant, that of containers outside Kubernetes). Both become paths, so
+// both must be safe names.
+func (c *cli) parseRef(arg string) (store.Ref, error) {
+	if strings.HasPrefix(arg, "./") || strings.HasPrefix(arg, "../") || strings.Count(arg, "/") > 1 {
+		return store.Ref{}, usageErrorf("%s: a checkpoint directory must be given as an absolute path", arg)
 	}
-	return nil
+	r := store.Ref{Tenant: c.cfg.Tenant, Key: arg}
+	if t, k, ok := strings.Cut(arg, "/"); ok {
+		r = store.Ref{Tenant: t, Key: k}
+	}
+	if err := r.Check(); err != nil {
+		return r, usageErrorf("%s: %v", arg, err)
+	}
+	return r, nil
 }
 
-// keys lists the key directories of the checkpoint root that are safe names, warning
-// about the others.
-func (c *cli) keys() ([]string, error) {
-	all, err := c.store().Keys()
+// refs lists every key of every tenant, warning about what in the root is not tardis's.
+func (c *cli) refs() ([]store.Ref, error) {
+	refs, err := c.store().Refs()
+	if err != nil && !errors.Is(err, store.ErrUnsafe) {
+		return refs, err
+	}
 	if err != nil {
-		return nil, err
+		fmt.Fprintf(c.stderr, "tardisctl: warning: %v\n", err)
 	}
-	var keys []string
-	for _, k := range all {
-		if optin.CheckName(k) != nil {
-			fmt.Fprintf(c.stderr, "tardisctl: warning: skipping %s: not a key tardis makes\n", filepath.Join(c.cfg.CheckpointRoot, k))
-			continue
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys, nil
+	return refs, nil
 }
 
-// target is what a KEY|DIR argument names.
+// target is what a [TENANT/]KEY|DIR argument names.
 type target struct {
-	key   string
+	ref   store.Ref
 	entry store.Entry // Dir, Name, Kind ("" for a directory outside the store)
 }
 
-// resolveTarget turns a KEY (its current checkpoint) or an absolute checkpoint DIR into a
-// target. A KEY without a current checkpoint is not found (exit 1).
+// resolveTarget turns a [TENANT/]KEY (its current checkpoint) or an absolute checkpoint
+// DIR into a target. A KEY without a current checkpoint is not found (exit 1).
 func (c *cli) resolveTarget(arg string) (*target, error) {
-	if strings.ContainsRune(arg, '/') {
+	if filepath.IsAbs(arg) {
 		return c.resolveDir(arg)
 	}
-	if err := checkKey(arg); err != nil {
+	r, err := c.parseRef(arg)
+	if err != nil {
 		return nil, err
 	}
-	cur, err := c.store().Current(arg)
+	cur, err := c.store().Current(r)
 	if err != nil {
 		return nil, err
 	}
 	if cur == nil {
-		return nil, notFoundf("key %s has no current checkpoint", arg)
+		return nil, notFoundf("key %s has no current checkpoint", r)
 	}
-	return &target{key: arg, entry: store.Entry{Key: arg, Name: cur.Name, Dir: cur.Dir, Kind: store.KindCurrent,
+	return &target{ref: r, entry: store.Entry{Ref: r, Name: cur.Name, Dir: cur.Dir, Kind: store.KindCurrent,
 		Stamp: store.StampTime(cur.Name)}}, nil
 }
 
 func (c *cli) resolveDir(arg string) (*target, error) {
-	if !filepath.IsAbs(arg) {
-		return nil, usageErrorf("%s: a checkpoint directory must be given as an absolute path", arg)
-	}
 	dir := filepath.Clean(arg)
 	st, err := os.Stat(dir)
 	if err == nil {
@@ -340,16 +352,17 @@ func (c *cli) resolveDir(arg string) (*target, error) {
 		return nil, usageErrorf("%s is not a directory", dir)
 	}
 	t := &target{entry: store.Entry{Name: filepath.Base(dir), Dir: dir, Stamp: store.StampTime(filepath.Base(dir))}}
-	// Inside the store, the key is the directory's parent, as a restore would see it.
+	// Inside the store, the tenant and key are the directory's parents, as a restore sees them.
 	keyDir := filepath.Dir(dir)
+	tenantDir := filepath.Dir(keyDir)
 	root := filepath.Clean(c.cfg.CheckpointRoot)
 	if real, err := filepath.EvalSymlinks(root); err == nil {
 		root = real
 	}
-	if filepath.Dir(keyDir) == root && optin.CheckName(filepath.Base(keyDir)) == nil {
-		t.key = filepath.Base(keyDir)
-		t.entry.Key = t.key
-		if es, _ := c.store().Entries(t.key); es != nil {
+	r := store.Ref{Tenant: filepath.Base(tenantDir), Key: filepath.Base(keyDir)}
+	if filepath.Dir(tenantDir) == root && r.Check() == nil {
+		t.ref, t.entry.Ref = r, r
+		if es, _ := c.store().Entries(r); es != nil {
 			for _, e := range es {
 				if e.Name == t.entry.Name {
 					t.entry = e
@@ -358,10 +371,10 @@ func (c *cli) resolveDir(arg string) (*target, error) {
 		}
 		return t, nil
 	}
-	// Elsewhere (a copy), the manifest names the key.
+	// Elsewhere (a copy), the manifest names the tenant and key.
 	if m, err := store.ReadManifest(dir); err == nil {
-		t.key = m.Key
-		t.entry.Key = m.Key
+		t.ref = store.Ref{Tenant: m.Tenant, Key: m.Key}
+		t.entry.Ref = t.ref
 	}
 	return t, nil
 }

@@ -12,8 +12,9 @@ type rmOpts struct{ aside, json bool }
 func init() {
 	commands = append(commands, &command{
 		name: "rm",
-		args: "KEY",
-		summary: `Removes the key's current checkpoint, so that its next create starts fresh; with
+		args: "[TENANT/]KEY",
+		summary: `Removes the key's current checkpoint (of the node's tenant unless TENANT/ is
+given), so that its next create starts fresh; with
 --aside, its set-aside checkpoints too. Holds the key's lock (the one tardis
 takes), so it never races a checkpoint or a restore of the key; waits for it up
 to timeouts.lock. Exits 1 when there was nothing to remove.`,
@@ -30,18 +31,20 @@ to timeouts.lock. Exits 1 when there was nothing to remove.`,
 
 // removal is one thing rm or gc removed (or, with --dry-run, would remove).
 type removal struct {
+	Tenant  string `json:"tenant"`
 	Key     string `json:"key"`
 	Name    string `json:"name"`
 	Status  string `json:"status"` // current, set_aside, orphan, partial
 	Why     string `json:"why"`
-	Removed bool   `json:"removed"` // false with --dry-run, or when removing failed
+	Outcome string `json:"outcome,omitempty"` // a released claim: what became of its checkpoint
+	Removed bool   `json:"removed"`           // false with --dry-run, or when removing failed
 	Error   string `json:"error,omitempty"`
 }
 
 func runRm(c *cli, opts any, args []string) error {
 	o := opts.(*rmOpts)
-	key := args[0]
-	if err := checkKey(key); err != nil {
+	key, err := c.parseRef(args[0])
+	if err != nil {
 		return err
 	}
 	l, err := c.lockKey(key)
@@ -78,9 +81,17 @@ func runRm(c *cli, opts any, args []string) error {
 func (c *cli) remove(entries []store.Entry, why func(store.Entry) string, dryRun bool) ([]removal, error) {
 	var out []removal
 	var errs []error
+	var err error
 	for _, e := range entries {
-		r := removal{Key: e.Key, Name: e.Name, Status: statusNames[e.Kind][1], Why: why(e)}
-		if !dryRun {
+		r := removal{Tenant: e.Tenant, Key: e.Key, Name: e.Name, Status: statusNames[e.Kind][1], Why: why(e)}
+		if !dryRun && e.Kind == store.KindClaimed {
+			if r.Outcome, err = c.store().ReleaseClaim(e, "released by tardisctl gc: "+r.Why); err != nil {
+				r.Error = err.Error()
+				errs = append(errs, err)
+			} else {
+				r.Removed = true
+			}
+		} else if !dryRun {
 			if err := c.store().RemoveEntry(e); err != nil {
 				r.Error = err.Error()
 				errs = append(errs, err)
@@ -93,7 +104,7 @@ func (c *cli) remove(entries []store.Entry, why func(store.Entry) string, dryRun
 	return out, joinErrs(errs)
 }
 
-func (c *cli) removeEmptyKeyDir(key string) { c.store().RemoveKeyDirIfEmpty(key) }
+func (c *cli) removeEmptyKeyDir(r store.Ref) { c.store().RemoveKeyDirIfEmpty(r) }
 
 func (c *cli) printRemovals(rs []removal, asJSON, dryRun bool) error {
 	if asJSON {
@@ -103,14 +114,21 @@ func (c *cli) printRemovals(rs []removal, asJSON, dryRun bool) error {
 		return writeJSON(c.stdout, rs)
 	}
 	for _, r := range rs {
-		verb := "removed"
+		verb, what := "removed", "remove"
+		if r.Status == statusNames[store.KindClaimed][1] {
+			verb, what = "released", "release"
+		}
 		switch {
 		case dryRun:
-			verb = "would remove"
+			verb = "would " + what
 		case !r.Removed:
-			verb = "failed to remove"
+			verb = "failed to " + what
 		}
-		fmt.Fprintf(c.stdout, "%s %s/%s (%s, %s)\n", verb, r.Key, r.Name, statusNames[kindOf(r.Status)][0], r.Why)
+		outcome := ""
+		if r.Outcome != "" {
+			outcome = ": " + r.Outcome
+		}
+		fmt.Fprintf(c.stdout, "%s %s/%s/%s (%s, %s)%s\n", verb, r.Tenant, r.Key, r.Name, statusNames[kindOf(r.Status)][0], r.Why, outcome)
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 		c := &cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now, node: thisNode}
 		os.Exit(c.main(os.Args[1:]))
 	}
-	testscript.Main(m, programs)
+	scenario.Main(m, programs)
 }
 
 func TestScenarios(t *testing.T) {
@@ -92,7 +92,7 @@ func cmdAgeCheckpoint(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	d, err := time.ParseDuration(args[1])
 	ts.Check(err)
-	p := filepath.Join(ts.Getenv("TARDIS_CHECKPOINT_ROOT"), args[0], "current", "manifest.json")
+	p := filepath.Join(ts.Getenv("TARDIS_CHECKPOINT_ROOT"), "default", args[0], "current", "manifest.json")
 	b, err := os.ReadFile(p)
 	ts.Check(err)
 	var m map[string]any

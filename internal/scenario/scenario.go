@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -62,6 +63,21 @@ func fakeCriu() {
 	}
 	fmt.Fprintln(os.Stderr, "fake criu: only --version is supported")
 	os.Exit(1)
+}
+
+// Main is testscript.Main for the scenario suites, with one addition: a program is also
+// found by the name it was executed under (/proc/self/exe of the hard link testscript
+// made), not only by its argv[0]. tardis hands runc the caller's argv[0], as a runc
+// installed under tardis's name must see it, so the fake runc runs with argv[0] "tardis".
+func Main(m *testing.M, programs map[string]func()) {
+	if exe, err := os.Executable(); err == nil {
+		name := filepath.Base(exe)
+		if f, ok := programs[name]; ok && name != filepath.Base(os.Args[0]) {
+			f()
+			os.Exit(0)
+		}
+	}
+	testscript.Main(m, programs)
 }
 
 // hangingFs is a filesystem on which Stat of one path never returns: a network filesystem
@@ -198,13 +214,22 @@ func cmdStatefile(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Stdout().Write(b)
 }
 
-// checkpoint KEY: prints the name of the key's current checkpoint and its manifest;
-// `! checkpoint KEY` checks it has none (no current link, no ckpt-* directory).
+// keyDir is the directory of [TENANT/]KEY under the checkpoint root (tenant "default" when
+// none is given: containers outside Kubernetes).
+func keyDir(ts *testscript.TestScript, arg string) string {
+	if !strings.Contains(arg, "/") {
+		arg = "default/" + arg
+	}
+	return filepath.Join(ts.Getenv("TARDIS_CHECKPOINT_ROOT"), arg)
+}
+
+// checkpoint [TENANT/]KEY: prints the name of the key's current checkpoint and its
+// manifest; `! checkpoint KEY` checks it has none (no current link, no ckpt-* directory).
 func cmdCheckpoint(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
-		ts.Fatalf("usage: checkpoint KEY")
+		ts.Fatalf("usage: checkpoint [TENANT/]KEY")
 	}
-	dir := filepath.Join(ts.Getenv("TARDIS_CHECKPOINT_ROOT"), args[0])
+	dir := keyDir(ts, args[0])
 	target, err := os.Readlink(filepath.Join(dir, "current"))
 	if neg {
 		if err == nil {
@@ -238,13 +263,13 @@ func cmdOverlay(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Defer(func() { _ = exec.Command("umount", "-l", merged).Run() })
 }
 
-// cutarchive KEY: cuts the current checkpoint's rootfs.tar in half and records the new
+// cutarchive [TENANT/]KEY: cuts the current checkpoint's rootfs.tar in half and records the new
 // size in its manifest, so that only applying the archive can find the damage.
 func cmdCutArchive(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: cutarchive KEY")
 	}
-	dir := filepath.Join(ts.Getenv("TARDIS_CHECKPOINT_ROOT"), args[0], "current")
+	dir := filepath.Join(keyDir(ts, args[0]), "current")
 	tarPath := filepath.Join(dir, "rootfs.tar")
 	st, err := os.Stat(tarPath)
 	ts.Check(err)
@@ -298,7 +323,7 @@ func cmdTmpfs(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	dir := ts.MkAbs(args[0])
 	ts.Check(os.MkdirAll(dir, 0o755))
-	mount(ts, dir, "-t", "tmpfs", "-o", "size="+args[1], "tmpfs", dir)
+	mount(ts, dir, "-t", "tmpfs", "-o", "size="+args[1]+",mode=0755", "tmpfs", dir)
 }
 
 // readonly DIR: makes DIR read-only with a read-only bind mount over itself (root only);

@@ -1,6 +1,17 @@
 // Package tardis is the runtime: it reads a runc command line, passes everything that is
 // not its business to the real runc by exec, and for opted-in containers checkpoints on
 // stop and restores on create, falling back to plain runc whenever that path fails.
+//
+// One way down for each concept: the caller's argv is read once (runcargs) and either
+// handed to runc unchanged (passThrough, runCaller) or turned into typed runc calls
+// (package runc); the container id names its state file (package state) and runc's
+// container; the bundle is read and changed in one place (package bundle), what it asks
+// for decided in one place (package optin); the key, with its tenant, names its
+// checkpoints (package store), its lock and work directories (package node).
+//
+// The files: create.go (create, run, start, a client's own restore), restore.go (the
+// restore transaction), stop.go (kill and delete: one stop path), checkpoint.go (the
+// checkpoint transaction), recover.go (what a tardis that died left behind).
 package tardis
 
 import (
@@ -10,7 +21,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -20,6 +30,7 @@ import (
 
 	"github.com/tardis-runtime/tardis/internal/config"
 	"github.com/tardis-runtime/tardis/internal/lock"
+	"github.com/tardis-runtime/tardis/internal/node"
 	"github.com/tardis-runtime/tardis/internal/optin"
 	"github.com/tardis-runtime/tardis/internal/runc"
 	"github.com/tardis-runtime/tardis/internal/runcargs"
@@ -42,13 +53,25 @@ type Env struct {
 	IsSelf                func(path string) bool // whether a path is this program
 	Mountinfo             string                 // /proc/self/mountinfo
 	CPUInfo               string                 // /proc/cpuinfo
+	// Runc and CRIU, when set, are what tardis calls (tests inject fakes); otherwise Main
+	// finds the real runc from the configuration and PATH.
+	Runc Runc
+	CRIU CRIU
 	// Crash, when set, is called at every point where tardis may die and must leave
 	// nothing half-done (tests inject SIGKILL there); nil in production.
 	Crash func(point string)
+	// RemoveRetired, when set, removes a retired checkpoint; otherwise a detached tardis
+	// does it in the background.
+	RemoveRetired func(path string) error
 }
 
-// OS is the real environment.
+// OS is the real environment. A caller that gives no PATH (Podman runs the runtime with an
+// empty environment) gets runc.DefaultPath, so that runc, and CRIU under it, find their
+// tools.
 func OS() Env {
+	if os.Getenv("PATH") == "" {
+		_ = os.Setenv("PATH", runc.DefaultPath)
+	}
 	return Env{
 		Args: os.Args, Getenv: os.Getenv, Environ: os.Environ(),
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
@@ -57,14 +80,24 @@ func OS() Env {
 	}
 }
 
-// Runtime is the real runc as tardis uses it.
-type Runtime interface {
-	Exec(args []string) error                             // replace tardis with runc
+// Runc is the real runc as tardis uses it (runc.Client; tests give a fake).
+type Runc interface {
+	Exec(args []string) error                             // replace tardis with runc (returns only on failure)
 	Forward(args []string, stdio runc.Stdio) (int, error) // run the caller's command as a child
-	Run(ctx context.Context, timeout time.Duration, stdio runc.Stdio, args ...string) ([]byte, error)
-	Status(ctx context.Context, timeout time.Duration, id string) (string, error)
-	Version(ctx context.Context) string
+	State(ctx context.Context, id string) (*runc.State, error)
+	Checkpoint(ctx context.Context, id string, o runc.CheckpointOpts) error
+	Restore(ctx context.Context, id string, o runc.RestoreOpts) error
+	Delete(ctx context.Context, id string, force bool) error
+	Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error
+	Resume(ctx context.Context, id string) error
+	Version(ctx context.Context) (runc.Version, error)
+	InRoot(root string) Runc // the same runc with another --root
 }
+
+// clientRunc is the real runc client as a Runc.
+type clientRunc struct{ *runc.Client }
+
+func (c clientRunc) InRoot(root string) Runc { return clientRunc{c.Client.InRoot(root)} }
 
 // CRIU is what tardis asks of the node's CRIU itself (images are checked by criuimg).
 type CRIU interface {
@@ -72,19 +105,21 @@ type CRIU interface {
 }
 
 var (
-	_ Runtime = (*runc.Runc)(nil)
-	_ CRIU    = runc.Criu{}
+	_ Runc = clientRunc{}
+	_ CRIU = runc.Criu{}
 )
 
 type app struct {
 	env    Env
 	cfg    config.Config
 	inv    *runcargs.Invocation
-	runc   Runtime
+	runc   Runc
 	criu   CRIU
 	log    *tlog.Logger
 	states state.Store
 	store  store.Store
+	paths  node.Paths
+	policy optin.Policy
 	ctx    context.Context
 }
 
@@ -103,27 +138,40 @@ func Main(env Env) int {
 		log: &tlog.Logger{OwnPath: cfg.LogFile, CallerPath: inv.Global.Log,
 			CallerFormat: inv.Global.LogFormat, Fallback: env.Stderr, Op: inv.Command, ID: inv.ID},
 		states: state.Store{FS: env.FS, Dir: cfg.StateDir},
-		store:  store.Store{Root: cfg.CheckpointRoot},
+		paths:  node.Paths{StateDir: cfg.StateDir, WorkDir: cfg.WorkDir},
+		policy: optin.Policy{NetworkFSRoots: cfg.NetworkFSRoots, Tenant: cfg.Tenant, TenantByRoot: cfg.TenantByRunc},
 	}
+	var key []byte
+	if cfgErr == nil && cfg.SigningKey != "" {
+		key, cfgErr = store.ReadSigningKey(cfg.SigningKey)
+	}
+	a.store = store.New(cfg.CheckpointRoot, key)
 	if p := env.Getenv(removeEnv); p != "" {
 		return a.removeRetired(p)
 	}
-	runcPath, err := runc.Resolve(cfg.Runc, env.Getenv("PATH"), env.IsSelf)
-	if err != nil {
-		a.log.Error("cannot run runc", err)
-		fmt.Fprintf(env.Stderr, "tardis: %v\n", err)
-		return ExitRefused
+	a.runc, a.criu = env.Runc, env.CRIU
+	if a.runc == nil {
+		r, err := a.realRunc()
+		if err != nil {
+			a.log.Error("cannot run runc", err)
+			fmt.Fprintf(env.Stderr, "tardis: %v\n", err)
+			return ExitRefused
+		}
+		a.runc = r
 	}
-	r := &runc.Runc{Path: runcPath, Env: env.Environ}
-	r.Global, r.LogArgs = globalArgs(inv.Global, cfg.Criu)
-	a.runc, a.criu = r, runc.Criu{Path: cfg.Criu}
+	if a.criu == nil {
+		a.criu = runc.Criu{Path: a.criuPath()}
+	}
 	if cfgErr != nil {
 		fmt.Fprintf(env.Stderr, "tardis: warning: %v; passing every command to runc unchanged\n", cfgErr)
 		a.log.Warn("configuration unusable; passing every command to runc unchanged", cfgErr, "config", path)
 		return a.passThrough()
 	}
 	if parseErr != nil {
-		return a.passThrough() // runc says what is wrong, in its own words
+		// runc says what is wrong, in its own words; tardis notes that it could not follow.
+		a.log.Warn("cannot read the command line as runc does; passing it to runc unchanged", parseErr,
+			"args", strings.Join(args, " "))
+		return a.passThrough()
 	}
 	switch inv.Command {
 	case "create", "run":
@@ -134,47 +182,48 @@ func Main(env Env) int {
 		return a.kill()
 	case "delete":
 		return a.delete()
+	case "restore":
+		return a.clientRestore()
 	}
 	return a.passThrough()
 }
 
-// globalArgs rebuilds the caller's global options for the commands tardis builds; the
-// log options are kept apart (see runc.Runc.LogArgs).
-func globalArgs(g runcargs.Global, criu string) (global, logArgs []string) {
-	if g.Root != "" {
-		global = append(global, "--root="+g.Root)
+// realRunc finds the real runc and gives it the caller's global options.
+func (a *app) realRunc() (Runc, error) {
+	path := a.env.Getenv("PATH")
+	if path == "" {
+		path = runc.DefaultPath
 	}
-	if g.Debug {
-		global = append(global, "--debug")
+	p, err := runc.Resolve(a.cfg.Runc, path, a.env.IsSelf)
+	if err != nil {
+		return nil, err
 	}
-	if g.SystemdCgroup {
-		global = append(global, "--systemd-cgroup")
+	g := a.inv.Global
+	return clientRunc{&runc.Client{
+		Path: p, Argv0: a.env.Args[0], Env: a.env.Environ,
+		Global: runc.Global{Root: g.Root, Log: g.Log, LogFormat: g.LogFormat, Rootless: g.Rootless,
+			Debug: g.Debug, SystemdCgroup: g.SystemdCgroup},
+		Criu: a.criuPath(), CriuDir: a.paths.CriuBin(),
+	}}, nil
+}
+
+// criuPath is the CRIU to use: the caller's --criu, else the configured one.
+func (a *app) criuPath() string {
+	if a.inv.Global.Criu != "" {
+		return a.inv.Global.Criu
 	}
-	if g.Rootless != "" {
-		global = append(global, "--rootless="+g.Rootless)
-	}
-	if g.Criu != "" {
-		criu = g.Criu
-	}
-	if criu != "" {
-		global = append(global, "--criu="+criu)
-	}
-	if g.Log != "" {
-		logArgs = append(logArgs, "--log="+g.Log)
-	}
-	if g.LogFormat != "" {
-		logArgs = append(logArgs, "--log-format="+g.LogFormat)
-	}
-	return global, logArgs
+	return a.cfg.Criu
 }
 
 // passThrough replaces tardis with runc and the caller's argv, so that pid, stdio, fds,
 // signals and exit code are runc's.
 func (a *app) passThrough() int {
-	err := a.runc.Exec(a.inv.Args)
-	a.log.Error("cannot run runc", err)
-	fmt.Fprintf(a.env.Stderr, "tardis: %v\n", err)
-	return ExitRefused
+	if err := a.runc.Exec(a.inv.Args); err != nil {
+		a.log.Error("cannot run runc", err)
+		fmt.Fprintf(a.env.Stderr, "tardis: %v\n", err)
+		return ExitRefused
+	}
+	return 0 // a Runc whose Exec returns (tests) ran the caller's command
 }
 
 // runCaller runs runc with the caller's argv and stdio as a child, for the commands tardis
@@ -197,9 +246,10 @@ func (a *app) root() string {
 	return state.DefaultRoot
 }
 
-// stateOf reads the state file of the container named on the command line; nil when the
-// container did not opt in (or its id cannot name a file, so it could not have).
-func (a *app) stateOf() *state.File {
+// readState reads the state file of the container named on the command line: nil when the
+// container did not opt in (or its id cannot name a file, so it could not have). An
+// unreadable state file is a warning, and the container is treated as not opted in.
+func (a *app) readState() *state.File {
 	if optin.CheckName(a.inv.ID) != nil {
 		return nil
 	}
@@ -210,7 +260,6 @@ func (a *app) stateOf() *state.File {
 		}
 		return nil
 	}
-	a.log.Key = sf.Key
 	return sf
 }
 
@@ -221,18 +270,24 @@ func (a *app) writeState(sf *state.File) {
 	}
 }
 
-// lockKey serialises operations on a key.
-func (a *app) lockKey(key string) (*lock.Lock, error) {
-	return lock.Acquire(filepath.Join(a.cfg.StateDir, "locks"), key, a.cfg.Timeouts.Lock.Duration)
+func (a *app) removeState(sf *state.File) {
+	if err := a.states.Remove(sf.Root, sf.ID); err != nil {
+		a.log.Warn("cannot remove state file", err)
+	}
 }
 
-// workDir is a fresh directory for CRIU's logs of one operation on a key.
-func (a *app) workDir(key, op string) (string, error) {
-	dir := filepath.Join(a.cfg.WorkDir, key, op+"-"+time.Now().UTC().Format("20060102T150405.000000000"))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("work dir: %w", err)
+// ref is the checkpoint key a state file names.
+func ref(sf *state.File) store.Ref {
+	t := sf.Tenant
+	if t == "" {
+		t = optin.DefaultTenant // state files of tardis before tenants
 	}
-	return dir, nil
+	return store.Ref{Tenant: t, Key: sf.Key}
+}
+
+// lockKey serialises operations on a key.
+func (a *app) lockKey(r store.Ref) (*lock.Lock, error) {
+	return a.paths.Lock(r, a.cfg.Timeouts.Lock.Duration)
 }
 
 // removeEnv asks a tardis started by tardis to remove a retired checkpoint and exit.
@@ -242,6 +297,9 @@ const removeEnv = "TARDIS_REMOVE_RETIRED"
 // create that restored from it does not wait for gigabytes to be deleted. What it leaves
 // (if it dies) the key's next natural exit or `tardisctl gc` removes.
 func (a *app) removeLater(path string) error {
+	if a.env.RemoveRetired != nil {
+		return a.env.RemoveRetired(path)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("remove %s later: %w", path, err)
@@ -271,12 +329,20 @@ func (a *app) removeRetired(path string) int {
 	return 0
 }
 
-// statusTimeout bounds `runc state`, which only reads a file under runc's root.
+// statusTimeout bounds the runc calls that only read or signal (state, kill, resume,
+// delete): they do not wait for CRIU.
 const statusTimeout = 10 * time.Second
 
-// status is runc's runtime state of a container ("" when runc does not know it).
-func (a *app) status(id string) (string, error) {
-	return a.runc.Status(a.ctx, statusTimeout, id)
+// bounded is a context for one runc call of at most d.
+func (a *app) bounded(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(a.ctx, d)
+}
+
+// state is runc's state of a container; runc.ErrNotExist when runc does not know it.
+func (a *app) state(id string) (*runc.State, error) {
+	ctx, cancel := a.bounded(statusTimeout)
+	defer cancel()
+	return a.runc.State(ctx, id)
 }
 
 // thisNode describes this machine for a manifest or a restore's compatibility check.
@@ -284,8 +350,8 @@ func (a *app) status(id string) (string, error) {
 func (a *app) thisNode() store.Node {
 	criu := make(chan string, 1)
 	go func() { criu <- a.criu.Version(a.ctx) }()
-	runcVersion := a.runc.Version(a.ctx)
-	return store.ThisNode(a.env.CPUInfo, runcVersion, <-criu)
+	v, _ := a.runc.Version(a.ctx)
+	return store.ThisNode(a.env.CPUInfo, v.Text, <-criu)
 }
 
 func (a *app) crash(point string) {
