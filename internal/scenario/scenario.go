@@ -137,7 +137,8 @@ func Cmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) 
 }
 
 // bundle DIR [name=value ...]: a bundle with an empty rootfs whose config.json carries the
-// given annotations; "env:NAME=value" goes to process.env instead.
+// given annotations; "env:NAME=value" goes to process.env instead, and "args:WORDS" sets
+// the process's args (default: sh).
 func cmdBundle(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 1 {
 		ts.Fatalf("usage: bundle DIR [annotation=value | env:NAME=value ...]")
@@ -146,9 +147,14 @@ func cmdBundle(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.MkdirAll(filepath.Join(dir, "rootfs"), 0o755))
 	ann := map[string]string{}
 	env := []string{"PATH=/bin"}
+	procArgs := []string{"sh"}
 	for _, kv := range args[1:] {
 		if e, ok := strings.CutPrefix(kv, "env:"); ok {
 			env = append(env, e)
+			continue
+		}
+		if a, ok := strings.CutPrefix(kv, "args:"); ok {
+			procArgs = strings.Fields(a)
 			continue
 		}
 		k, v, ok := strings.Cut(kv, "=")
@@ -159,7 +165,7 @@ func cmdBundle(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	spec := map[string]any{
 		"ociVersion": "1.0.2-dev",
-		"process":    map[string]any{"args": []string{"sh"}, "env": env, "cwd": "/"},
+		"process":    map[string]any{"args": procArgs, "env": env, "cwd": "/"},
 		"root":       map[string]any{"path": "rootfs"},
 	}
 	if len(ann) > 0 {

@@ -50,7 +50,8 @@ func (a *app) recoverKey(r store.Ref) {
 			}
 		}
 	}
-	if back, err := a.store.Reclaim(r, a.paths.Owner()); err != nil {
+	// An unsafe store is reported by what reads the checkpoint next, once.
+	if back, err := a.store.Reclaim(r, a.paths.Owner()); err != nil && !errors.Is(err, store.ErrUnsafe) {
 		a.log.Warn("cannot take back the checkpoint of an interrupted restore", err)
 	} else if len(back) > 0 {
 		a.log.Info("took back the checkpoint of an interrupted restore", "checkpoint", back)
