@@ -10,12 +10,21 @@
 //
 // The facts this package relies on (outputs, exit codes, rates) were measured on an H200
 // with driver 580.159.04: see notes/gpu.md.
+//
+// The order of use, with pids every pid of the container's cgroup:
+//
+//	stop:     procs, err := g.Find(ctx, pids)       // none: nothing to do
+//	          rec, err := g.Suspend(ctx, procs)     // rec goes in the manifest
+//	          runc checkpoint; if it fails: g.Resume(ctx, pids, rec)
+//	validate: node, err := g.Node(ctx); node.Fits(manifest's rec)
+//	restore:  runc restore; g.Resume(ctx, restored pids, manifest's rec)
 package gpu
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -162,7 +171,7 @@ func notCUDA(err error) bool {
 }
 
 func (g *GPU) isGone(pid int) bool {
-	_, err := filepath.EvalSymlinks(g.proc().path(pid, "."))
+	_, err := os.Stat(g.proc().path(pid, ""))
 	return gone(err)
 }
 
