@@ -6,7 +6,7 @@ PREFIX  ?= /usr/local
 FUZZTIME ?= 10s
 FUZZERS  := internal/runcargs:FuzzParse internal/config:FuzzLoad internal/store:FuzzManifest internal/criuimg:FuzzValidate
 
-.PHONY: bench fuzz all build test vet check e2e-deps e2e-local e2e demo install clean
+.PHONY: bench fuzz all build test vet check e2e-deps e2e-local e2e e2e-gpu gpu-carry demo install clean
 
 all: build
 
@@ -56,6 +56,41 @@ e2e-local: e2e-deps build
 # The same suite inside a Debian 13 VM (vagrant/Vagrantfile).
 e2e:
 	cd vagrant && vagrant up --provision && vagrant ssh -c 'cd /tardis && sudo make e2e-local'
+
+# The GPU end-to-end run (vagrant/e2e-gpu.sh), on a machine with an NVIDIA GPU and none of
+# tardis's dependencies (notes/gpu.md): gpu-carry fills $(GPU_CARRY) on a build machine
+# with a static tardis, runc $(RUNC_VERSION), the CRIU prefix and its wrapper made by
+# vagrant/install.sh, and NVIDIA's cuda-checkpoint, taken from a git directory of the
+# NVIDIA/cuda-checkpoint repository (CUDA_CHECKPOINT_GIT) or a file (CUDA_CHECKPOINT).
+# runc is built static as its own Makefile does (cgo for its nsenter, the C library linked
+# in: the GPU machine's may be older than this one's). bin/ is ignored by git: the carry,
+# cuda-checkpoint above all, is never committed.
+GPU_CARRY           ?= $(BIN)/gpu-carry
+RUNC_VERSION        ?= v1.5.3
+CRIU_PREFIX         ?= /opt/tardis-criu
+CRIU_WRAPPER        ?= /usr/local/sbin/tardis-criu
+CUDA_CHECKPOINT_GIT ?=
+CUDA_CHECKPOINT     ?=
+gpu-carry:
+	@test -n "$(CUDA_CHECKPOINT_GIT)$(CUDA_CHECKPOINT)" || { echo "gpu-carry: set CUDA_CHECKPOINT_GIT=<git dir of NVIDIA/cuda-checkpoint> or CUDA_CHECKPOINT=<the binary>" >&2; exit 2; }
+	@test -x $(CRIU_PREFIX)/usr/sbin/criu -a -f $(CRIU_WRAPPER) || { echo "gpu-carry: no CRIU prefix at $(CRIU_PREFIX) (run vagrant/install.sh)" >&2; exit 2; }
+	rm -rf $(GPU_CARRY) && mkdir -p $(GPU_CARRY)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(GPU_CARRY)/tardis ./cmd/tardis
+	CGO_ENABLED=1 GOBIN=$(abspath $(GPU_CARRY)) $(GO) install -trimpath -tags 'netgo osusergo' \
+		-ldflags '-s -w -extldflags -static' github.com/opencontainers/runc@$(RUNC_VERSION)
+	cp -a $(CRIU_PREFIX) $(GPU_CARRY)/tardis-criu
+	cp $(CRIU_WRAPPER) $(GPU_CARRY)/tardis-criu.sh
+	if [ -n "$(CUDA_CHECKPOINT_GIT)" ]; then \
+		git --git-dir=$(CUDA_CHECKPOINT_GIT) show HEAD:bin/x86_64_Linux/cuda-checkpoint >$(GPU_CARRY)/cuda-checkpoint; \
+	else cp $(CUDA_CHECKPOINT) $(GPU_CARRY)/cuda-checkpoint; fi
+	chmod 0755 $(GPU_CARRY)/cuda-checkpoint
+	$(GPU_CARRY)/runc --version | head -n 1
+	@du -sh $(GPU_CARRY)
+
+# Run as root on the GPU machine, after gpu-carry (vagrant/e2e-gpu.sh runs without make too;
+# DRY=1 prepares the bundle and prints the commands, NOGPU=1 runs it all without a GPU).
+e2e-gpu:
+	CARRY=$(abspath $(GPU_CARRY)) vagrant/e2e-gpu.sh
 
 install: build
 	install -D -m 0755 $(BIN)/tardis $(DESTDIR)$(PREFIX)/bin/tardis
