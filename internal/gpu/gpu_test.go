@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/tardis-runtime/tardis/fakecuda"
+	"github.com/tardis-runtime/tardis/fakerunc/fakecuda"
 	"github.com/tardis-runtime/tardis/internal/gpu"
 )
 

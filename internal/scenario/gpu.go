@@ -6,7 +6,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/tardis-runtime/tardis/fakecuda"
+	"github.com/tardis-runtime/tardis/fakerunc/fakecuda"
 )
 
 // GPUPrograms are the fake GPU tools a test binary plays beside Programs (see package

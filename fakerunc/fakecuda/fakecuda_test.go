@@ -16,7 +16,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/tardis-runtime/tardis/fakecuda"
+	"github.com/tardis-runtime/tardis/fakerunc/fakecuda"
 )
 
 func TestMain(m *testing.M) {
