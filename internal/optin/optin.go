@@ -28,6 +28,10 @@ const (
 	EnvEnabled          = "TARDIS_ENABLED"
 	EnvKey              = "TARDIS_KEY"
 	EnvNetworkFS        = "TARDIS_NETWORKFS"
+
+	// AnnotationCriuConfig is runc's: the CRIU configuration file of the container's
+	// checkpoints and restores. An opted-in container may not set it (see Resolve).
+	AnnotationCriuConfig = "org.criu.config"
 )
 
 // The annotations the CRI runtimes write themselves, after (and over) any annotation a pod
@@ -126,6 +130,12 @@ func Resolve(b *bundle.Bundle, id, root string, p Policy) (Settings, error) {
 	var err error
 	if st.Tenant, err = tenantOf(ann, root, p); err != nil {
 		errs = append(errs, err)
+	}
+	// runc hands CRIU the configuration file this annotation names, and CRIU runs the
+	// action scripts it lists, as root on the host, during every checkpoint and restore that
+	// tardis runs for the container: the spec would be deciding what runs on the host.
+	if v, ok := ann[AnnotationCriuConfig]; ok {
+		errs = append(errs, fmt.Errorf("%w: annotation %s=%q names a CRIU configuration on the host", ErrNotAllowed, AnnotationCriuConfig, v))
 	}
 	nfs := ann[AnnotationNetworkFS]
 	if nfs == "" {

@@ -75,6 +75,7 @@ func TestResolve(t *testing.T) {
 		{"networkfs with no roots allowed", map[string]string{AnnotationEnabled: "1", AnnotationNetworkFS: "/mnt/nfs/x:/data"}, nil, Policy{}, Settings{}, "networkfs_roots is empty"},
 		{"the host's / from env", nil, []string{"TARDIS_ENABLED=1", "TARDIS_NETWORKFS=/:/host"}, nfsPolicy, Settings{}, "/ is not under networkfs_roots"},
 		{"a sibling of the root", map[string]string{AnnotationEnabled: "1", AnnotationNetworkFS: "/mnt/nfs2:/data"}, nil, nfsPolicy, Settings{}, "not under"},
+		{"a CRIU configuration named by the spec", map[string]string{AnnotationEnabled: "true", "org.criu.config": "/var/lib/x/rootfs/evil.conf"}, nil, Policy{}, Settings{}, `annotation org.criu.config="/var/lib/x/rootfs/evil.conf" names a CRIU configuration on the host`},
 		{"unsafe key", map[string]string{AnnotationEnabled: "true", AnnotationKey: "../x"}, nil, Policy{}, Settings{}, `"../x" is not a safe name`},
 		{"key with slash", nil, []string{"TARDIS_ENABLED=1", "TARDIS_KEY=a/b"}, Policy{}, Settings{}, "not a safe name"},
 		{"key with NUL", map[string]string{AnnotationEnabled: "true", AnnotationKey: "a\x00b"}, nil, Policy{}, Settings{}, "not a safe name"},
