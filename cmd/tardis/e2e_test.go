@@ -240,6 +240,9 @@ func e2eCmds() map[string]func(ts *testscript.TestScript, neg bool, args []strin
 		"e2e-containerd": cmdE2EContainerd,
 		"e2e-timings":    cmdE2ETimings,
 		"e2e-waitstatus": cmdE2EWaitStatus,
+		"e2e-signal":     cmdE2ESignal,
+		"e2e-tree":       cmdE2ETree,
+		"e2e-mounts":     cmdE2EMounts,
 		"k8s":            cmdK8s, // e2e_k8s_test.go: containerd CRI + crictl
 	} {
 		cmds[name] = f
@@ -292,6 +295,15 @@ func (c *e2eCleanup) run() {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
+	}
+	// A runc (and its CRIU, in its process group) that outlived the tardis that started it
+	// when a script failed half-way: nothing of a script may outlive it.
+	own := syscall.Getpgrp()
+	for _, pid := range pidsWithArgContaining(c.work) {
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid != own && pgid > 1 {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for i := len(c.mounts) - 1; i >= 0; i-- {
 		if err := syscall.Unmount(c.mounts[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
@@ -348,6 +360,23 @@ func (c *e2eCleanup) stopContainerd() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	c.containerd = nil
+}
+
+// pidsWithArgContaining lists the processes one of whose arguments contains s.
+func pidsWithArgContaining(s string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), s) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // pidsWithArg lists the processes with arg among their arguments.

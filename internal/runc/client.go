@@ -180,8 +180,9 @@ type call struct {
 	stdio   Stdio
 	logFile string // runc's own JSON log, in place of the caller's --log (read back on failure)
 	withLog bool   // keep the caller's --log/--log-format (a call on the caller's stderr)
-	path    string // prepended to PATH
-	started func(Proc)
+	path       string // prepended to PATH
+	started    func(Proc)
+	atDeadline func()
 }
 
 // run runs a call under ctx and returns its stdout (when captured).
@@ -217,7 +218,7 @@ func (c *Client) run(ctx context.Context, k call) ([]byte, error) {
 		grace = 5 * time.Second
 	}
 	start := time.Now()
-	err := runBounded(ctx, cmd, grace, k.started)
+	err := runBounded(ctx, cmd, grace, k.started, k.atDeadline)
 	what := "runc " + strings.Join(k.args, " ")
 	if errors.Is(err, ErrTimeout) {
 		limit := time.Since(start)
@@ -268,6 +269,9 @@ type CheckpointOpts struct {
 	ImagePath, WorkPath string   // absolute (runc chdirs into the bundle)
 	Extra               []string // the node's own checkpoint_args
 	Started             func(Proc)
+	// AtDeadline, when set, is called when the deadline has passed, before CRIU is
+	// stopped: while CRIU still holds the container's processes frozen.
+	AtDeadline func()
 }
 
 // Checkpoint is `runc checkpoint`: the container's processes are dumped and end.
@@ -278,7 +282,7 @@ func (c *Client) Checkpoint(ctx context.Context, id string, o CheckpointOpts) er
 	}
 	args := append(criu, "checkpoint", "--image-path="+o.ImagePath, "--work-path="+o.WorkPath)
 	args = append(append(args, o.Extra...), id)
-	_, err = c.run(ctx, call{args: args, path: path, started: o.Started})
+	_, err = c.run(ctx, call{args: args, path: path, started: o.Started, atDeadline: o.AtDeadline})
 	return err
 }
 

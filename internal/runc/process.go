@@ -123,11 +123,11 @@ func killGroup(pgid int) {
 var ErrTimeout = errors.New("deadline exceeded")
 
 // runBounded runs cmd in a process group of its own until it ends or ctx does. When ctx
-// ends first, the group is stopped with Terminate (CRIU first, runc given grace to clean
-// up) and the error wraps ErrTimeout. started, when set, is called with the process as
-// soon as it runs (tardis journals it, so that a tardis killed meanwhile leaves a trace of
-// what it started).
-func runBounded(ctx context.Context, cmd *exec.Cmd, grace time.Duration, started func(Proc)) error {
+// ends first, atDeadline (when set) is called, then the group is stopped with Terminate
+// (CRIU first, runc given grace to clean up) and the error wraps ErrTimeout. started, when
+// set, is called with the process as soon as it runs (tardis journals it, so that a tardis
+// killed meanwhile leaves a trace of what it started).
+func runBounded(ctx context.Context, cmd *exec.Cmd, grace time.Duration, started func(Proc), atDeadline func()) error {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
@@ -150,6 +150,9 @@ func runBounded(ctx context.Context, cmd *exec.Cmd, grace time.Duration, started
 		// can be in it.
 		return err
 	case <-ctx.Done():
+	}
+	if atDeadline != nil {
+		atDeadline()
 	}
 	stopped := make(chan struct{})
 	go func() { Terminate(p, grace); close(stopped) }()

@@ -2,6 +2,7 @@ package tardis
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -121,6 +122,18 @@ func (t *checkpointTx) dump() error {
 			t.journal.Runc = &p
 			if err := node.WriteJournal(t.work, t.journal); err != nil {
 				t.a.log.Warn("cannot journal the checkpoint's runc", err)
+			}
+		},
+		// A dump that hung after CRIU wrote complete images (a post-dump step): the
+		// container is killed while CRIU still holds it frozen, so that not one more
+		// instruction of it runs beside its checkpoint once CRIU is stopped.
+		AtDeadline: func() {
+			if criuimg.Validate(t.pending.Images()) == nil {
+				kctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+				defer cancel()
+				if err := t.a.runc.Kill(kctx, t.sf.ID, syscall.SIGKILL, true); err != nil {
+					t.a.log.Warn("cannot end the container whose dump is complete", err)
+				}
 			}
 		}})
 	t.a.crash("checkpoint:after-runc")
