@@ -42,7 +42,7 @@ import (
 //	    and socket under a short folder in /run, which unix socket paths need), a bridge
 //	    of its own with a /24 of 10.213.0.0/16 (the daemon's "bridge"; docker0 is left
 //	    alone), and the runtime wrapper (below). Then dockerd with its own data-root
-//	    ($WORK/docker/data), exec-root, pidfile, socket, key file, that containerd,
+//	    ($WORK/docker/data), exec-root, pidfile, socket, trust key file, that containerd,
 //	    iptables, ip-forward and ip-masq off (the host's firewall and sysctls are left
 //	    alone; nothing here needs NAT), and runtimes {"tardis": {"path": the wrapper}};
 //	    -experimental turns on experimental mode (`docker checkpoint`). Its log is
@@ -84,10 +84,11 @@ import (
 // $WORK/docker/runtime-calls.log (or podman's), each line starting with PATH or no-PATH:
 // whether the caller passed a PATH.
 //
-// At the end of the script, whatever happened: the containers are deleted with the real
-// runc (nothing is checkpointed on the way out), dockerd and containerd stopped, podman's
-// containers removed through a wrapper that now runs the real runc, leftover shims and
-// conmons killed, mounts under the script's folders unmounted, bridges deleted.
+// At the end of the script, whatever happened: the wrappers now run the real runc (nothing
+// is checkpointed on the way out), dockerd's containers lose their restart policy and are
+// deleted with the real runc, dockerd and containerd are stopped, podman's containers are
+// removed, leftover shims and conmons killed, mounts under the script's folders
+// unmounted, bridges deleted.
 func dockerCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
 		"e2e-image":   cmdE2EImage,
@@ -103,6 +104,7 @@ const e2eImageName = "localhost/tardis-e2e/busybox:1"
 // dockerTools are the programs of the Docker path, found once.
 type dockerTools struct {
 	dockerd, docker, containerd, ctr, shim, ip string
+	major                                      int // dockerd's major version (20 for 20.10)
 	missing                                    []string
 }
 
@@ -132,6 +134,12 @@ var dockerToolsOnce = sync.OnceValue(func() dockerTools {
 	t.ctr = find("ctr")
 	t.shim = find("containerd-shim-runc-v2")
 	t.ip = find("ip")
+	if t.dockerd != "" {
+		out, _ := exec.Command(t.dockerd, "--version").Output()
+		if m := regexp.MustCompile(`version (\d+)\.`).FindSubmatch(out); m != nil {
+			t.major, _ = strconv.Atoi(string(m[1]))
+		}
+	}
 	return t
 })
 
@@ -501,20 +509,23 @@ func (d *dockerEnv) startDockerd(ts *testscript.TestScript, experimental bool) {
 	wrapper := filepath.Join(d.dir, "bin", "tardis")
 	writeRuntimeWrapper(ts, wrapper, filepath.Join(d.dir, "runtime-calls.log"), "")
 	daemon := map[string]any{
-		"data-root":           filepath.Join(d.dir, "data"),
-		"exec-root":           d.execRoot(),
-		"pidfile":             filepath.Join(d.run, "dockerd.pid"),
-		"hosts":               []string{"unix://" + d.sock()},
-		"containerd":          d.ctrSock,
-		"deprecated-key-path": filepath.Join(d.dir, "key.json"),
-		"bridge":              d.bridge,
-		"iptables":            false,
-		"ip-forward":          false,
-		"ip-masq":             false,
-		"storage-driver":      "overlay2",
-		"experimental":        experimental,
-		"runtimes":            map[string]any{"tardis": map[string]any{"path": wrapper}},
-		"debug":               true,
+		"data-root":      filepath.Join(d.dir, "data"),
+		"exec-root":      d.execRoot(),
+		"pidfile":        filepath.Join(d.run, "dockerd.pid"),
+		"hosts":          []string{"unix://" + d.sock()},
+		"containerd":     d.ctrSock,
+		"bridge":         d.bridge,
+		"iptables":       false,
+		"ip-forward":     false,
+		"ip-masq":        false,
+		"storage-driver": "overlay2",
+		"experimental":   experimental,
+		"runtimes":       map[string]any{"tardis": map[string]any{"path": wrapper}},
+		"debug":          true,
+	}
+	if d.tools.major > 0 && d.tools.major < 23 {
+		// dockerd before 23 writes a trust key, by default to /etc/docker/key.json.
+		daemon["deprecated-key-path"] = filepath.Join(d.dir, "key.json")
 	}
 	b, err := json.MarshalIndent(daemon, "", "  ")
 	ts.Check(err)
@@ -573,6 +584,21 @@ func (d *dockerEnv) stopDockerd(timeout time.Duration) (time.Duration, error) {
 // containerd, leftover shims, mounts, the bridge, the folder in /run.
 func (d *dockerEnv) remove(logf func(string, ...any)) {
 	d.once.Do(func() {
+		// From now on every runtime call is the real runc's, and dockerd restarts nothing.
+		if err := writeWrapperTo(filepath.Join(d.dir, "bin", "tardis"), d.runc); err != nil {
+			logf("docker cleanup: %v", err)
+		}
+		if d.dockerd != nil {
+			docker := func(args ...string) string {
+				cmd := exec.Command(d.tools.docker, args...)
+				cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock(), "DOCKER_CONFIG="+filepath.Join(d.dir, "client"))
+				out, _ := cmd.Output()
+				return string(out)
+			}
+			if ids := strings.Fields(docker("ps", "-a", "-q")); len(ids) > 0 {
+				docker(append([]string{"update", "--restart", "no"}, ids...)...)
+			}
+		}
 		roots, _ := filepath.Glob(filepath.Join(d.execRoot(), "runtime-*", "*"))
 		deleteAllRunc(d.runc, roots, logf)
 		if _, err := d.stopDockerd(30 * time.Second); err != nil {
