@@ -45,9 +45,10 @@ bench:
 	@mkdir -p $(BIN)
 	$(GO) run ./cmd/tardis-bench -json $(BIN)/bench.json $(BENCH_ARGS)
 
-# Installs runc, containerd, iptables, busybox-static and a working CRIU (as root).
+# Installs runc, containerd, iptables, busybox-static, a working CRIU, crictl, and docker.io
+# and podman with their services left off (as root).
 e2e-deps:
-	vagrant/install.sh --with-crictl
+	vagrant/install.sh --with-crictl --with-docker-podman
 
 # The real end-to-end suite (testdata/e2e) on this Linux host, as root.
 e2e-local: e2e-deps build

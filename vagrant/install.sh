@@ -3,7 +3,7 @@
 #
 # Used by CI, by the Vagrant VM (vagrant/Vagrantfile) and by people trying tardis.
 #
-#   sudo vagrant/install.sh [--with-crictl] [--criu=auto|distro|private] [--quiet]
+#   sudo vagrant/install.sh [--with-crictl] [--with-docker-podman] [--criu=auto|distro|private] [--quiet]
 #
 # What it does:
 #   1. Installs from the distribution, when missing: runc, containerd, iptables
@@ -34,11 +34,27 @@
 #      CRIU=<path>. Give it to runc with its global option `--criu <path>`.
 #   3. With --with-crictl: installs crictl with `go install` (Go module proxy) into
 #      /usr/local/bin, if `go` is available (skipped with a message otherwise).
+#   4. With --with-docker-podman: installs the distribution's docker.io and podman, when
+#      missing, with what they depend on (containerd, runc and iptables from step 1; tini,
+#      which is `docker run --init`; conmon and the CNI plugins for podman). Nothing for
+#      rootless use (fuse-overlayfs, slirp4netns, uidmap): the suite runs both as root.
+#      The suite starts a dockerd of its own (own data-root, exec-root, socket, pidfile,
+#      containerd, bridge) and runs podman on storage of its own, so the packages'
+#      services are not wanted: while this run installs them, a temporary
+#      /usr/sbin/policy-rc.d (only if there is none) keeps their maintainer scripts from
+#      starting any, and afterwards the units they ship (docker.service, docker.socket,
+#      podman.service, podman.socket, podman-restart.service, podman-auto-update.*)
+#      are stopped if running, disabled and masked, and the SysV script
+#      /etc/init.d/docker is disabled. To use the system's Docker yourself afterwards:
+#      `systemctl unmask docker.service docker.socket && systemctl enable --now docker`.
+#      A docker.io or podman that was installed before this run is not touched; a dockerd
+#      running or a unit enabled there is only reported.
 #
 # It is idempotent: a second run finds everything, installs nothing and says so.
 #
 # Options:
 #   --with-crictl        also install crictl ($TARDIS_CRICTL_VERSION, default v1.37.0)
+#   --with-docker-podman also install docker.io and podman, their services left off (step 4)
 #   --criu=auto          (default) steps a-d above
 #   --criu=distro        only the distribution's criu (fail if it does not pass `criu check`)
 #   --criu=private       skip the distribution's criu; use/build the private prefix
@@ -60,6 +76,7 @@ CRICTL_VERSION=${TARDIS_CRICTL_VERSION:-v1.37.0}
 PACKAGES=(runc containerd iptables iproute2 busybox-static util-linux mount procps psmisc)
 
 WITH_CRICTL=0
+WITH_DOCKER_PODMAN=0
 CRIU_MODE=auto
 QUIET=0
 
@@ -68,6 +85,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 for arg in "$@"; do
 	case $arg in
 	--with-crictl) WITH_CRICTL=1 ;;
+	--with-docker-podman) WITH_DOCKER_PODMAN=1 ;;
 	--criu=auto | --criu=distro | --criu=private) CRIU_MODE=${arg#--criu=} ;;
 	--quiet) QUIET=1 ;;
 	-h | --help)
@@ -448,6 +466,106 @@ if [[ $WITH_CRICTL -eq 1 ]]; then
 		GOBIN=/usr/local/bin go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 		INSTALLED+=("crictl $CRICTL_VERSION at /usr/local/bin/crictl")
 	fi
+fi
+
+# ---------------------------------------------------------------------------
+# 4. docker.io and podman (optional), their services left off
+# ---------------------------------------------------------------------------
+DOCKER_PODMAN_PACKAGES=(docker.io podman)
+DOCKER_PODMAN_UNITS=(docker.socket docker.service podman.socket podman.service podman-restart.service
+	podman-auto-update.timer podman-auto-update.service)
+systemd_running() { [[ -d /run/systemd/system ]]; }
+unit_exists() { [[ -e /lib/systemd/system/$1 || -e /usr/lib/systemd/system/$1 ]]; }
+# leave_off UNIT...: stopped (when systemd runs), disabled and masked. systemctl works on
+# the unit files without a running systemd too; deb-systemd-helper is Debian's fallback.
+leave_off() {
+	local u
+	for u in "$@"; do
+		unit_exists "$u" || continue
+		if systemd_running; then
+			systemctl stop "$u" >/dev/null 2>&1 || true
+		fi
+		if command -v systemctl >/dev/null; then
+			systemctl disable "$u" >/dev/null 2>&1 || true
+			systemctl mask "$u" >/dev/null 2>&1 || true
+		fi
+		if [[ $(readlink "/etc/systemd/system/$u" 2>/dev/null) != /dev/null ]] && command -v deb-systemd-helper >/dev/null; then
+			deb-systemd-helper disable "$u" >/dev/null 2>&1 || true
+			deb-systemd-helper mask "$u" >/dev/null 2>&1 || true
+		fi
+		[[ $(readlink "/etc/systemd/system/$u" 2>/dev/null) == /dev/null ]] ||
+			die "could not mask $u (/etc/systemd/system/$u should be a link to /dev/null)"
+	done
+}
+# report_services: what of the packages' services runs or is enabled (nothing is changed).
+report_services() {
+	local u state pids
+	for u in "${DOCKER_PODMAN_UNITS[@]}"; do
+		unit_exists "$u" || continue
+		if command -v systemctl >/dev/null; then
+			state=$(systemctl is-enabled "$u" 2>/dev/null || true)
+			[[ $state == enabled || $state == static ]] && log "note: $u is $state (this script did not install it, so it is left so)"
+		fi
+		if systemd_running && systemctl is-active --quiet "$u"; then
+			log "note: $u is running (left so; the suite's own dockerd and podman do not use it)"
+		fi
+	done
+	if pids=$(pgrep -x dockerd 2>/dev/null); then
+		log "note: a dockerd runs (pid $(tr '\n' ' ' <<<"$pids")); the suite's dockerd has its own socket, roots and bridge and leaves the firewall alone"
+	fi
+}
+
+if [[ $WITH_DOCKER_PODMAN -eq 1 ]]; then
+	missing=()
+	for p in "${DOCKER_PODMAN_PACKAGES[@]}"; do
+		if is_installed "$p"; then
+			FOUND+=("$p $(dpkg-query -W -f='${Version}' "$p")")
+		else
+			missing+=("$p")
+		fi
+	done
+	if [[ ${#missing[@]} -gt 0 ]]; then
+		POLICY=/usr/sbin/policy-rc.d
+		own_policy=0
+		if [[ ! -e $POLICY ]]; then
+			# invoke-rc.d and deb-systemd-invoke ask it; 101 means "do not start anything".
+			printf '#!/bin/sh\n# tardis vagrant/install.sh, while installing %s: start no service\nexit 101\n' \
+				"${missing[*]}" >"$POLICY"
+			chmod 0755 "$POLICY"
+			own_policy=1
+			# shellcheck disable=SC2064
+			trap "rm -f '$POLICY'" EXIT
+		fi
+		log "installing from the distribution: ${missing[*]} (their services are kept from starting)"
+		apt_install "${missing[@]}"
+		if [[ $own_policy -eq 1 ]]; then
+			rm -f "$POLICY"
+			trap - EXIT
+		fi
+		units=()
+		for p in "${missing[@]}"; do
+			INSTALLED+=("$p $(dpkg-query -W -f='${Version}' "$p")")
+			case $p in
+			docker.io)
+				units+=(docker.socket docker.service)
+				# the SysV script (used where systemd is not init)
+				if [[ -x /etc/init.d/docker ]]; then
+					/etc/init.d/docker stop >/dev/null 2>&1 || true
+					update-rc.d docker disable >/dev/null 2>&1 || true
+				fi
+				;;
+			podman) units+=(podman.socket podman.service podman-restart.service podman-auto-update.timer podman-auto-update.service) ;;
+			esac
+		done
+		leave_off "${units[@]}"
+		INSTALLED+=("services of ${missing[*]} stopped, disabled and masked: ${units[*]}")
+	else
+		log "docker.io and podman: present"
+		report_services
+	fi
+	for cmd in docker dockerd podman conmon docker-init; do
+		command -v "$cmd" >/dev/null || die "$cmd not found on PATH after installing ${DOCKER_PODMAN_PACKAGES[*]}"
+	done
 fi
 
 # ---------------------------------------------------------------------------

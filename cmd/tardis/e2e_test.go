@@ -32,6 +32,8 @@ import (
 //	$RUNC     the real runc            $CRIU  a CRIU that passes `criu check`
 //	$BUSYBOX  busybox-static           $RUNC_ROOT  runc's --root for the script
 //	$CONTAINERD, $CTR  containerd and ctr, when installed (condition [containerd])
+//	conditions [docker] and [podman]: docker.io and podman are installed, for the
+//	scripts that start a dockerd or run podman of their own (e2e_docker_test.go)
 //	TARDIS_CONFIG (an empty file), TARDIS_RUNC, TARDIS_CRIU, and TARDIS_STATE_DIR,
 //	TARDIS_CHECKPOINT_ROOT, TARDIS_WORK_DIR, TARDIS_LOG_FILE under $WORK
 //	($WORK/state, $WORK/ckpt, $WORK/work, $WORK/tardis.log).
@@ -212,6 +214,10 @@ func e2eParams(tl e2eTools) testscript.Params {
 			switch cond {
 			case "containerd":
 				return tl.containerd != "" && tl.ctr != "", nil
+			case "docker": // e2e_docker_test.go
+				return dockerCondition(), nil
+			case "podman":
+				return podmanCondition(), nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
@@ -245,6 +251,9 @@ func e2eCmds() map[string]func(ts *testscript.TestScript, neg bool, args []strin
 		"e2e-mounts":     cmdE2EMounts,
 		"k8s":            cmdK8s, // e2e_k8s_test.go: containerd CRI + crictl
 	} {
+		cmds[name] = f
+	}
+	for name, f := range dockerCmds() { // e2e_docker_test.go: Docker and Podman
 		cmds[name] = f
 	}
 	return cmds
