@@ -123,6 +123,49 @@ func (b *Bundle) AddMount(m Mount) bool {
 	return true
 }
 
+// ResolveBindSources replaces the source of every bind mount that is a symlink on the host
+// by what it resolves to, and reports the mounts it changed ("dest: old -> new"). runc
+// follows such a link when it mounts at create, but CRIU cannot mount it again at restore
+// ("Can't remount ... with MS_PRIVATE"): Docker's --init binds /usr/bin/docker-init, a link
+// to tini. The container sees the same file either way. Save writes the change.
+func (b *Bundle) ResolveBindSources() ([]string, error) {
+	var changed []string
+	var raw []map[string]json.RawMessage
+	if r, ok := b.raw["mounts"]; ok {
+		if err := json.Unmarshal(r, &raw); err != nil {
+			return nil, fmt.Errorf("bundle config mounts: %w", err)
+		}
+	}
+	for i, m := range b.Spec.Mounts {
+		if !isBind(m) || !filepath.IsAbs(m.Source) || i >= len(raw) {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(m.Source)
+		if err != nil || real == m.Source {
+			continue
+		}
+		changed = append(changed, fmt.Sprintf("%s: %s -> %s", m.Destination, m.Source, real))
+		b.Spec.Mounts[i].Source = real
+		raw[i]["source"], _ = json.Marshal(real)
+	}
+	if len(changed) > 0 {
+		b.raw["mounts"], _ = json.Marshal(raw)
+	}
+	return changed, nil
+}
+
+func isBind(m Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
+
 // Save writes config.json back atomically (a temporary file renamed over it), keeping its
 // mode and every field tardis does not know.
 func (b *Bundle) Save() error {

@@ -155,6 +155,37 @@ func Finish(dir string) error {
 	return nil
 }
 
+// Abandon ends an operation that failed: its journal goes, and everything in its
+// directory but the logs (*.log: CRIU's dump.log or restore.log, runc's runc.log), which
+// the failure's warning names; the next operation on the key removes them.
+func Abandon(dir string) error {
+	if err := os.Remove(filepath.Join(dir, journalName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("end journal: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("work dir: %w", err)
+	}
+	var errs []error
+	kept := 0
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".log") {
+			kept++
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if kept == 0 {
+		errs = append(errs, os.Remove(dir))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("work dir: %w", err)
+	}
+	return nil
+}
+
 // ReadJournal reads the journal of the operation in dir; fs.ErrNotExist when it has none
 // (an operation that died before it started anything).
 func ReadJournal(dir string) (*Journal, error) {

@@ -210,7 +210,7 @@ func (t *checkpointTx) rollback(err error) bool {
 		}
 	}
 	if t.work != "" {
-		if ferr := node.Finish(t.work); ferr != nil {
+		if ferr := node.Abandon(t.work); ferr != nil { // the logs the warning names stay
 			cleanup = append(cleanup, ferr)
 		}
 	}

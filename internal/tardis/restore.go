@@ -86,6 +86,16 @@ func (t *restoreTx) validate() error {
 }
 
 func (t *restoreTx) prepare() error {
+	changed, err := t.b.ResolveBindSources()
+	if err == nil && len(changed) > 0 {
+		err = t.b.Save()
+	}
+	if err != nil {
+		return err
+	}
+	if len(changed) > 0 {
+		t.a.log.Info("bind mount sources that are symlinks resolved for CRIU", "mounts", changed)
+	}
 	work, err := t.a.paths.NewOp(ref(t.sf), node.OpRestore)
 	if err != nil {
 		return err
@@ -202,7 +212,7 @@ func (t *restoreTx) rollback(err error) {
 		cleanup = append(cleanup, fmt.Errorf("set the checkpoint aside: %w", aerr))
 	}
 	if t.work != "" {
-		cleanup = append(cleanup, node.Finish(t.work))
+		cleanup = append(cleanup, node.Abandon(t.work)) // the logs the warning names stay
 	}
 	a.log.Warn("restore failed; creating the container fresh", err, "checkpoint", t.ck.Name, "set_aside", aside)
 	if c := errors.Join(cleanup...); c != nil {

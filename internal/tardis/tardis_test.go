@@ -2,6 +2,7 @@ package tardis
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -152,9 +153,13 @@ func TestCreateRestoreFailsOrHangs(t *testing.T) {
 			if sf := w.state("c1"); sf.Started != "created" || sf.Fallback == "" {
 				t.Fatalf("state %+v", sf)
 			}
-			if entries, _ := os.ReadDir(filepath.Join(w.env["TARDIS_WORK_DIR"], "default", "web")); len(entries) != 0 {
-				t.Fatalf("work dir left: %v", entries)
-			}
+			// Of the failed restore only the logs its warning names are left.
+			_ = filepath.WalkDir(filepath.Join(w.env["TARDIS_WORK_DIR"], "default", "web"), func(p string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".log") {
+					t.Errorf("left in the work dir: %s", p)
+				}
+				return nil
+			})
 		})
 	}
 }

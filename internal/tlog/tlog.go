@@ -6,6 +6,7 @@
 package tlog
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -80,14 +81,26 @@ func encode(fields []field) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		k, _ := json.Marshal(f.k)
-		v, err := json.Marshal(f.v)
+		k, _ := marshal(f.k)
+		v, err := marshal(f.v)
 		if err != nil {
-			v, _ = json.Marshal(fmt.Sprint(f.v))
+			v, _ = marshal(fmt.Sprint(f.v))
 		}
 		b = append(append(append(b, k...), ':'), v...)
 	}
 	return append(b, '}')
+}
+
+// marshal is json.Marshal without HTML escaping: a log is read by people and tools, not
+// put in a web page, and "->" reads better than "-\u003e".
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // callerLine formats like runc's logrus: JSON with level, msg, time; or logrus text.
