@@ -36,6 +36,32 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// Age is a duration that may be zero ("off") and may be given in days ("7d").
+type Age struct{ time.Duration }
+
+func (a *Age) UnmarshalText(b []byte) error {
+	s := string(b)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return fmt.Errorf("age %q: want a number of days, a Go duration, or 0", s)
+		}
+		a.Duration = time.Duration(n) * 24 * time.Hour
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("age %q must not be negative", s)
+	}
+	a.Duration = v
+	return nil
+}
+
+func (a Age) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
 // Config is every setting; README.md's configuration reference documents each.
 type Config struct {
 	Runc           string   `toml:"runc"`            // TARDIS_RUNC
@@ -56,8 +82,11 @@ type Config struct {
 	TenantByRunc bool   `toml:"tenant_by_runc_root"` // TARDIS_TENANT_BY_RUNC_ROOT
 	// SigningKey is a root-only key file: every checkpoint is signed, and unsigned or
 	// tampered ones are refused.
-	SigningKey string   `toml:"signing_key"` // TARDIS_SIGNING_KEY
-	Timeouts   Timeouts `toml:"timeouts"`
+	SigningKey string `toml:"signing_key"` // TARDIS_SIGNING_KEY
+	// CheckpointExpiry: a checkpoint that nothing restored for this long (and a set-aside
+	// one) is removed by tardis's own sweep; 0 keeps them until tardisctl gc.
+	CheckpointExpiry Age      `toml:"checkpoint_expiry"` // TARDIS_CHECKPOINT_EXPIRY
+	Timeouts         Timeouts `toml:"timeouts"`
 }
 
 // Timeouts bound every step that can hang.
@@ -72,12 +101,13 @@ type Timeouts struct {
 // Default returns the settings used where neither the file nor the environment says more.
 func Default() Config {
 	return Config{
-		CheckpointRoot: "/var/lib/tardis/checkpoints",
-		StateDir:       "/run/tardis",
-		WorkDir:        "/var/lib/tardis/work",
-		LogFile:        "/var/log/tardis.log",
-		CheckpointOn:   []string{"SIGTERM", "SIGKILL"},
-		Tenant:         "default",
+		CheckpointRoot:   "/var/lib/tardis/checkpoints",
+		StateDir:         "/run/tardis",
+		WorkDir:          "/var/lib/tardis/work",
+		LogFile:          "/var/log/tardis.log",
+		CheckpointOn:     []string{"SIGTERM", "SIGKILL"},
+		Tenant:           "default",
+		CheckpointExpiry: Age{7 * 24 * time.Hour},
 		Timeouts: Timeouts{
 			Checkpoint: Duration{2 * time.Minute},
 			Restore:    Duration{2 * time.Minute},
@@ -168,6 +198,11 @@ func applyEnv(c *Config, getenv func(string) string) error {
 			errs = append(errs, fmt.Errorf("TARDIS_TENANT_BY_RUNC_ROOT: %w", err))
 		}
 		c.TenantByRunc = b
+	}
+	if v := getenv("TARDIS_CHECKPOINT_EXPIRY"); v != "" {
+		if err := c.CheckpointExpiry.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, fmt.Errorf("TARDIS_CHECKPOINT_EXPIRY: %w", err))
+		}
 	}
 	durs := map[string]*Duration{
 		"TARDIS_CHECKPOINT_TIMEOUT": &c.Timeouts.Checkpoint, "TARDIS_RESTORE_TIMEOUT": &c.Timeouts.Restore,

@@ -195,6 +195,7 @@ func (t *checkpointTx) publish(start time.Time) error {
 		a.log.Warn("cannot remove the checkpoint's work dir", err)
 	}
 	a.log.Info("checkpointed", "checkpoint", ck.Name, "timings_ms", t.timings)
+	a.expireLater()
 	return nil
 }
 

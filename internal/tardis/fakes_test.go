@@ -318,7 +318,7 @@ func (w *world) tardis(args ...string) int {
 		FS: w.fs, IsSelf: func(string) bool { return false },
 		Mountinfo: "/proc/self/mountinfo", CPUInfo: "/proc/cpuinfo",
 		Runc: w.runc, CRIU: fakeCRIU{},
-		RemoveRetired: os.RemoveAll,
+		Inline: true,
 	}
 	return Main(env)
 }

@@ -20,8 +20,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -60,9 +58,9 @@ type Env struct {
 	// Crash, when set, is called at every point where tardis may die and must leave
 	// nothing half-done (tests inject SIGKILL there); nil in production.
 	Crash func(point string)
-	// RemoveRetired, when set, removes a retired checkpoint; otherwise a detached tardis
-	// does it in the background.
-	RemoveRetired func(path string) error
+	// Inline runs tardis's background work (removing a retired checkpoint, the expiry
+	// sweep) in this process, at once, rather than in a detached tardis (tests).
+	Inline bool
 }
 
 // OS is the real environment. A caller that gives no PATH (Podman runs the runtime with an
@@ -146,8 +144,8 @@ func Main(env Env) int {
 		key, cfgErr = store.ReadSigningKey(cfg.SigningKey)
 	}
 	a.store = store.New(cfg.CheckpointRoot, key)
-	if p := env.Getenv(removeEnv); p != "" {
-		return a.removeRetired(p)
+	if job := env.Getenv(backgroundEnv); job != "" {
+		return a.runJob(job)
 	}
 	a.runc, a.criu = env.Runc, env.CRIU
 	if a.runc == nil {
@@ -288,45 +286,6 @@ func ref(sf *state.File) store.Ref {
 // lockKey serialises operations on a key.
 func (a *app) lockKey(r store.Ref) (*lock.Lock, error) {
 	return a.paths.Lock(r, a.cfg.Timeouts.Lock.Duration)
-}
-
-// removeEnv asks a tardis started by tardis to remove a retired checkpoint and exit.
-const removeEnv = "TARDIS_REMOVE_RETIRED"
-
-// removeLater removes a retired checkpoint in a detached tardis process, so that the
-// create that restored from it does not wait for gigabytes to be deleted. What it leaves
-// (if it dies) the key's next natural exit or `tardisctl gc` removes.
-func (a *app) removeLater(path string) error {
-	if a.env.RemoveRetired != nil {
-		return a.env.RemoveRetired(path)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("remove %s later: %w", path, err)
-	}
-	cmd := exec.Command(self)
-	cmd.Args[0] = "tardis"
-	cmd.Env = append(slices.DeleteFunc(slices.Clone(a.env.Environ), func(kv string) bool {
-		return strings.HasPrefix(kv, removeEnv+"=")
-	}), removeEnv+"="+path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("remove %s later: %w", path, err)
-	}
-	return cmd.Process.Release()
-}
-
-// removeRetired is the detached process removeLater starts.
-func (a *app) removeRetired(path string) int {
-	if !a.store.IsRetired(path) {
-		a.log.Error("refusing to remove what is not a retired checkpoint", errors.New(path))
-		return ExitRefused
-	}
-	if err := os.RemoveAll(path); err != nil {
-		a.log.Warn("cannot remove a retired checkpoint", err)
-		return 1
-	}
-	return 0
 }
 
 // statusTimeout bounds the runc calls that only read or signal (state, kill, resume,

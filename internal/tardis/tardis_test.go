@@ -332,3 +332,43 @@ func TestClientRestoreIsTracked(t *testing.T) {
 		t.Fatal("not passed through")
 	}
 }
+
+// Checkpoints nothing restores (docker rm of a stopped container never calls the runtime)
+// go after checkpoint_expiry, swept by tardis itself at most once an hour; a claimed one
+// never.
+func TestExpirySweep(t *testing.T) {
+	w := newWorld(t)
+	w.checkpointed("old", "c0", counter)
+	w.checkpointed("held", "c1", counter)
+	held := filepath.Join(w.env["TARDIS_CHECKPOINT_ROOT"], "default", "held")
+	if err := os.Rename(filepath.Join(held, "current"), filepath.Join(held, ".claimed-node-b-0a1b2c3d-20200101T000000.000000000Z-0a1b2c3d")); err != nil {
+		t.Fatal(err)
+	}
+	stamp := filepath.Join(w.env["TARDIS_STATE_DIR"], "expire.stamp")
+	os.Remove(stamp)
+	w.env["TARDIS_CHECKPOINT_EXPIRY"] = "1ns"
+	w.checkpointed("new", "c2", counter) // its publication starts the sweep
+	w.wantLog(`"msg":"expired","op":"background"`)
+	if w.current("old") != "" {
+		t.Error("an expired checkpoint is still there")
+	}
+	if _, err := os.Stat(stamp); err != nil {
+		t.Fatal("no stamp")
+	}
+	if entries, _ := filepath.Glob(filepath.Join(held, "ckpt-*")); len(entries) != 1 {
+		t.Errorf("the claimed checkpoint was swept: %v", entries)
+	}
+	// Within the hour, no second sweep.
+	w.checkpointed("again", "c3", counter)
+	if w.current("again") == "" {
+		t.Error("swept again within the hour")
+	}
+	// Off.
+	os.Remove(stamp)
+	w.env["TARDIS_CHECKPOINT_EXPIRY"] = "0"
+	w.checkpointed("kept", "c4", counter)
+	w.checkpointed("kept2", "c5", counter)
+	if w.current("kept") == "" {
+		t.Error("swept with the expiry off")
+	}
+}
