@@ -268,6 +268,21 @@ func createFile(dirfd int, name string, fill func(*os.File) error) error {
 	return errors.Join(err, f.Close())
 }
 
+// pwriteFull writes all of b at offset off of file fd.
+func pwriteFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
 // rawFD reads and writes a file descriptor directly: os.NewFile costs an
 // fcntl and an epoll registration per file, noticeable over thousands of
 // small files. The caller closes the descriptor.

@@ -41,6 +41,12 @@ import (
 // hostile (absolute path, "..", device node, truncated, ...).
 var ErrDamaged = errors.New("damaged rootfs archive")
 
+// ErrUnsaveable is wrapped by the errors of Save and Precheck that name
+// something in the upper directory the archive cannot carry: a device node,
+// a file of overlay's redirect or metacopy features, an xattr whose name
+// the format cannot hold. Their other errors are I/O errors.
+var ErrUnsaveable = errors.New("cannot be saved")
+
 // Stats counts archive entries. Hard links count as Files; opaque directories
 // count both as Dirs and OpaqueDirs; Bytes is regular file content.
 type Stats struct {
