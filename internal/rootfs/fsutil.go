@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
+	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,14 +18,130 @@ import (
 // before Linux 6.13: the kernel resolves the fd's magic link to the directory
 // itself and, the l* calls not following the last component, never leaves it.
 func procPath(dirfd int, name string) string {
-	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
+	return procFD(dirfd) + "/" + name
+}
+
+// procFD names the magic link of descriptor fd.
+func procFD(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// dataRegions finds the data regions of regular file fd of size size with
+// lseek SEEK_DATA/SEEK_HOLE, widened to 512-byte boundaries (GNU tar wants
+// them so; file systems report whole blocks anyway) and merged. It returns
+// nil when the file has no hole (or the file system cannot tell), or more
+// than maxSpans regions (it is then stored whole); otherwise regions in the
+// format of hdr.sparse (a last empty region at size if it ends in a hole).
+// Its cost is in the number of regions, not the size.
+func dataRegions(fd int, size int64) ([]span, error) {
+	var spans []span
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err == unix.ENXIO { // no data after off
+			break
+		}
+		if err == unix.EINVAL || err == unix.EOPNOTSUPP {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("seeking data: %w", err)
+		}
+		if data >= size { // grew meanwhile
+			break
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, fmt.Errorf("seeking hole: %w", err)
+		}
+		start, end := data&^(blockSize-1), min(size, (hole+blockSize-1)&^(blockSize-1))
+		if n := len(spans); n > 0 && spans[n-1].off+spans[n-1].len >= start {
+			spans[n-1].len = end - spans[n-1].off
+		} else {
+			if n >= maxSpans {
+				return nil, nil
+			}
+			spans = append(spans, span{start, end - start})
+		}
+		off = max(hole, end)
+	}
+	if len(spans) == 1 && spans[0] == (span{0, size}) {
+		return nil, nil
+	}
+	if n := len(spans); n == 0 || spans[n-1].off+spans[n-1].len < size {
+		spans = append(spans, span{size, 0})
+	}
+	return spans, nil
 }
 
 // getXattrs returns all xattrs of dirfd/name (not following a symlink).
 func getXattrs(dirfd int, name string) (map[string][]byte, error) {
+	if !noXattrAt.Load() {
+		xa, err := readXattrs(name, func(b []byte) (int, error) { return listxattrAt(dirfd, name, b) },
+			func(k string, b []byte) (int, error) { return getxattrAt(dirfd, name, k, b) })
+		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
+			return xa, err
+		}
+		noXattrAt.Store(true) // before Linux 6.13, or filtered
+	}
 	p := procPath(dirfd, name)
 	return readXattrs(name, func(b []byte) (int, error) { return unix.Llistxattr(p, b) },
 		func(k string, b []byte) (int, error) { return unix.Lgetxattr(p, k, b) })
+}
+
+// noXattrAt is set once listxattrat or getxattrat failed with ENOSYS (or
+// EPERM, as some seccomp filters answer for system calls they do not know).
+var noXattrAt atomic.Bool
+
+// The *xattrat system calls of Linux 6.13 (the same numbers on every
+// architecture), which x/sys does not offer: cheaper than resolving a
+// /proc/self/fd path.
+const (
+	sysGetxattrat  = 464
+	sysListxattrat = 465
+)
+
+func listxattrAt(dirfd int, name string, buf []byte) (int, error) {
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return 0, err
+	}
+	var b unsafe.Pointer
+	if len(buf) > 0 {
+		b = unsafe.Pointer(&buf[0])
+	}
+	n, _, e := unix.Syscall6(sysListxattrat, uintptr(dirfd), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW,
+		uintptr(b), uintptr(len(buf)), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// xattrArgs is struct xattr_args.
+type xattrArgs struct {
+	value uint64
+	size  uint32
+	flags uint32
+}
+
+func getxattrAt(dirfd int, name, attr string, buf []byte) (int, error) {
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return 0, err
+	}
+	a, err := unix.BytePtrFromString(attr)
+	if err != nil {
+		return 0, err
+	}
+	args := xattrArgs{size: uint32(len(buf))}
+	if len(buf) > 0 {
+		args.value = uint64(uintptr(unsafe.Pointer(&buf[0])))
+	}
+	n, _, e := unix.Syscall6(sysGetxattrat, uintptr(dirfd), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW,
+		uintptr(unsafe.Pointer(a)), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
+	runtime.KeepAlive(buf)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 // fdXattrs returns all xattrs of open file fd, cheaper than by name.

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -65,14 +66,15 @@ const (
 // crash tests, in a child process.
 var crashAfter int
 
-var crashCount int
+var crashCount atomic.Int64
 
 // changed marks a point right after a change to root (or a journal sync).
+// Apply's workers call it concurrently.
 func changed() {
 	if crashAfter <= 0 {
 		return
 	}
-	if crashCount++; crashCount == crashAfter {
+	if crashCount.Add(1) == int64(crashAfter) {
 		unix.Kill(unix.Getpid(), unix.SIGKILL)
 		for {
 			time.Sleep(time.Hour)

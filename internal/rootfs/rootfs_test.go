@@ -1,9 +1,12 @@
 package rootfs
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +67,9 @@ func mutate(t testing.TB, root string) {
 	write(t, p("d2f"), "now a file", 0o644)
 	must(t, unix.Lsetxattr(p("keep"), "user.y", []byte("dir xattr"), 0))
 	write(t, p("empty"), "", 0o444)
+	must(t, unix.Mkfifo(p("newdir/pipe"), 0o600))
+	must(t, unix.Chmod(p("newdir/pipe"), 0o620))
+	must(t, os.Lchown(p("newdir/pipe"), 99, 98))
 	write(t, p("ünï cödé\nname"), "odd name", 0o644)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	write(t, p("big"), string(big), 0o644)
@@ -83,7 +89,7 @@ func TestRoundTripOverlay(t *testing.T) {
 	must(t, err)
 	t.Logf("saved %+v, %d bytes", saved, archive.Len())
 	// Whiteouts: del.txt, gone. Opaque: repl, f2d (a dir made over a whiteout).
-	if saved.Whiteouts != 2 || saved.OpaqueDirs != 2 || saved.Symlinks != 1 {
+	if saved.Whiteouts != 2 || saved.OpaqueDirs != 2 || saved.Symlinks != 1 || saved.Fifos != 1 || saved.HardLinks != 1 {
 		t.Errorf("unexpected stats %+v", saved)
 	}
 	must(t, unix.Unmount(old, 0)) // the old incarnation is gone
@@ -200,31 +206,115 @@ func TestTruncated(t *testing.T) {
 	}
 }
 
-func TestSaveRefusesSpecialFiles(t *testing.T) {
+// TestSaveSpecialFiles: device nodes (other than whiteouts) and overlay
+// features whose data is elsewhere are refused, naming the path, by Save and
+// Precheck alike; fifos are saved; sockets are skipped and counted.
+func TestSaveSpecialFiles(t *testing.T) {
 	requireRoot(t)
 	for _, tc := range []struct {
-		name string
-		make func(string) error
+		name   string
+		make   func(string) error
+		refuse bool
+		want   Stats
 	}{
-		{"fifo", func(p string) error { return unix.Mkfifo(p, 0o644) }},
-		{"device", func(p string) error { return unix.Mknod(p, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))) }},
-		{"socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o644, 0) }},
+		{"char device", func(p string) error { return unix.Mknod(p, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))) }, true, Stats{}},
+		{"block device", func(p string) error { return unix.Mknod(p, unix.S_IFBLK|0o644, int(unix.Mkdev(8, 0))) }, true, Stats{}},
 		{"redirect", func(p string) error {
 			must(t, os.Mkdir(p, 0o755))
 			return unix.Lsetxattr(p, "trusted.overlay.redirect", []byte("/elsewhere"), 0)
-		}},
+		}, true, Stats{}},
+		{"metacopy", func(p string) error {
+			write(t, p, "", 0o644)
+			return unix.Lsetxattr(p, "trusted.overlay.metacopy", nil, 0)
+		}, true, Stats{}},
+		{"fifo", func(p string) error { return unix.Mkfifo(p, 0o640) }, false, Stats{Files: 1, Dirs: 1, Bytes: 2, DataBytes: 2, Fifos: 1}},
+		{"socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o644, 0) }, false, Stats{Files: 1, Dirs: 1, Bytes: 2, DataBytes: 2, Sockets: 1}},
+		{"bound socket", func(p string) error {
+			fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			if err := unix.Bind(fd, &unix.SockaddrUnix{Name: p}); err != nil {
+				return err
+			}
+			return unix.Listen(fd, 1)
+		}, false, Stats{Files: 1, Dirs: 1, Bytes: 2, DataBytes: 2, Sockets: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			upper := t.TempDir()
 			write(t, filepath.Join(upper, "ok"), "ok", 0o644)
-			bad := filepath.Join(upper, "sub", "bad-"+tc.name)
+			bad := filepath.Join(upper, "sub", "bad-"+strings.ReplaceAll(tc.name, " ", "-"))
 			must(t, os.MkdirAll(filepath.Dir(bad), 0o755))
 			must(t, tc.make(bad))
-			_, err := Save(upper, &bytes.Buffer{})
-			if err == nil || !strings.Contains(err.Error(), bad) {
-				t.Fatalf("err = %v, want one naming %s", err, bad)
+			var b bytes.Buffer
+			st, err := Save(upper, &b)
+			plan, perr := Precheck(upper)
+			if !tc.refuse {
+				must(t, err)
+				must(t, perr)
+				if st != tc.want || plan.Stats != tc.want {
+					t.Fatalf("Save stats %+v, Precheck stats %+v, want %+v", st, plan.Stats, tc.want)
+				}
+				return
 			}
+			for what, err := range map[string]error{"Save": err, "Precheck": perr} {
+				if !errors.Is(err, ErrUnsaveable) || !strings.Contains(err.Error(), bad) {
+					t.Fatalf("%s: err = %v, want ErrUnsaveable naming %s", what, err, bad)
+				}
+			}
+			t.Log(err)
 		})
+	}
+}
+
+// TestSpecialFilesInArchive: a fifo becomes a TypeFifo entry with its mode,
+// owner and times, and Apply makes it again; a socket leaves no entry.
+func TestSpecialFilesInArchive(t *testing.T) {
+	requireRoot(t)
+	upper := t.TempDir()
+	fifo := filepath.Join(upper, "d", "fifo")
+	must(t, os.Mkdir(filepath.Dir(fifo), 0o755))
+	must(t, unix.Mkfifo(fifo, 0o600))
+	must(t, unix.Chmod(fifo, 0o2741))
+	must(t, os.Lchown(fifo, 1234, 5678))
+	must(t, os.Chtimes(fifo, time.Unix(1e9, 5), time.Unix(1.5e9, 123456789)))
+	must(t, unix.Mknod(filepath.Join(upper, "d", "sock"), unix.S_IFSOCK|0o755, 0))
+	var archive bytes.Buffer
+	st, err := Save(upper, &archive)
+	must(t, err)
+	if st.Fifos != 1 || st.Sockets != 1 || st.Dirs != 1 || st.Files != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	tr := tar.NewReader(bytes.NewReader(archive.Bytes()))
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		must(t, err)
+		names = append(names, fmt.Sprintf("%c %s", h.Typeflag, h.Name))
+		if h.Name == "d/fifo" && (h.Mode != 0o2741 || h.Uid != 1234 || h.Gid != 5678 || !h.ModTime.Equal(time.Unix(1.5e9, 123456789))) {
+			t.Errorf("fifo header %+v", h)
+		}
+	}
+	if want := "5 d/ 6 d/fifo g GlobalHead.0.0"; strings.Join(names, " ") != want {
+		t.Fatalf("entries %q, want %q", strings.Join(names, " "), want)
+	}
+	root := t.TempDir()
+	u, ast, err := Apply(root, bytes.NewReader(archive.Bytes()), t.TempDir())
+	must(t, err)
+	if ast.Fifos != 1 {
+		t.Errorf("Apply stats %+v", ast)
+	}
+	got := snapshot(t, root, false)
+	if want := snapshot(t, upper, false); got["d/fifo"] != want["d/fifo"] {
+		t.Fatalf("fifo: got %s, want %s", got["d/fifo"], want["d/fifo"])
+	}
+	must(t, u.Rollback())
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Fatalf("root after Rollback: %v", ents)
 	}
 }
 
