@@ -103,6 +103,9 @@ func checkOutside(root, backupDir string) (string, error) {
 		return "", err
 	}
 	b, err := filepath.EvalSymlinks(backupDir)
+	if err == nil {
+		b, err = filepath.Abs(b)
+	}
 	if err != nil {
 		return "", err
 	}

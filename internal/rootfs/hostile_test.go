@@ -150,6 +150,20 @@ func TestApplyHostile(t *testing.T) {
 		sameTree(t, "root", before, snapshot(t, root, false))
 	})
 
+	// Relative paths are resolved against the working directory, the
+	// check included.
+	t.Run("relative paths", func(t *testing.T) {
+		t.Chdir(base)
+		must(t, os.MkdirAll("bk", 0o700))
+		u, _, err := Apply("root", bytes.NewReader(archive(t, 1, ok)), "bk")
+		must(t, err)
+		must(t, u.Rollback())
+		sameTree(t, "root", before, snapshot(t, root, false))
+		if _, _, err := Apply("root", bytes.NewReader(archive(t, 1, ok)), "root/../root"); err == nil {
+			t.Fatal("backup dir inside root (relative) accepted")
+		}
+	})
+
 	t.Run("backup inside root", func(t *testing.T) {
 		must(t, os.MkdirAll(filepath.Join(root, "bk"), 0o755))
 		defer os.Remove(filepath.Join(root, "bk"))
