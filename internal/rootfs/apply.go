@@ -801,7 +801,7 @@ func (a *applier) file(pfd int, s *step, inline bool) error {
 		return err
 	}
 	defer unix.Close(fd)
-	if err := fillFile(fd, s); err != nil {
+	if err := a.fillFile(fd, s); err != nil {
 		return err
 	}
 	// chown first: it clears setuid bits and file capabilities.
@@ -828,24 +828,33 @@ func (a *applier) file(pfd int, s *step, inline bool) error {
 // fillFile writes the data of s into the new file fd. A sparse file gets its
 // size first (ftruncate) and then only its data regions: holes are never
 // written.
-func fillFile(fd int, s *step) error {
+func (a *applier) fillFile(fd int, s *step) error {
 	h := s.h
 	if h.sparse != nil {
 		if err := unix.Ftruncate(fd, h.size); err != nil {
 			return fmt.Errorf("truncate: %w", err)
 		}
 	}
+	if s.stream != nil {
+		// The regions follow each other in the archive: from the archive
+		// file with sendfile, else read and written in turn.
+		if s.stream.canSend(h.dataSize()) {
+			for _, r := range regionsOf(h) {
+				if err := s.stream.sendTo(fd, r.off, r.len); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		return copyOverlapped(&a.pool, regionsOf(h), func(b []byte, _ int64) error {
+			if _, err := io.ReadFull(s.stream, b); err != nil {
+				return unexpected(err)
+			}
+			return nil
+		}, func(b []byte, off int64) error { return pwriteFull(fd, b, off) })
+	}
 	var off int64
 	for _, r := range regionsOf(h) {
-		if r.len == 0 {
-			continue
-		}
-		if s.stream != nil {
-			if err := s.stream.copyTo(fd, r.off, r.len); err != nil {
-				return err
-			}
-			continue
-		}
 		if err := pwriteFull(fd, s.data[off:off+r.len], r.off); err != nil {
 			return err
 		}

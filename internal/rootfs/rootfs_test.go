@@ -107,10 +107,16 @@ func TestRoundTripOverlay(t *testing.T) {
 		t.Errorf("backup dir not empty after Commit: %v", ents)
 	}
 
-	// Without overlay: a plain copy of the image.
+	// Without overlay: a plain copy of the image, the archive read from a
+	// file (pread, sendfile for the large file).
 	plain := filepath.Join(dir, "plain")
 	copyTree(t, lower, plain)
-	u, _, err = Apply(plain, bytes.NewReader(archive.Bytes()), backup)
+	ap := filepath.Join(dir, "archive.tar")
+	must(t, os.WriteFile(ap, archive.Bytes(), 0o600))
+	af, err := os.Open(ap)
+	must(t, err)
+	defer af.Close()
+	u, _, err = Apply(plain, af, backup)
 	must(t, err)
 	sameTree(t, "plain dir after Apply", want, snapshot(t, plain, true))
 	must(t, u.Commit())
@@ -199,6 +205,20 @@ func TestTruncated(t *testing.T) {
 		}
 	}
 	t.Logf("%d cuts of a %d-byte archive", cuts, len(full))
+	// An archive file is read otherwise (pread, large files with
+	// sendfile): cut it in and around the big file's body too.
+	for _, cut := range []int{len(full) / 2, len(full) - 8192, len(full) - 2100, len(full) - 1600} {
+		p := filepath.Join(t.TempDir(), "cut.tar")
+		must(t, os.WriteFile(p, full[:cut], 0o600))
+		f, err := os.Open(p)
+		must(t, err)
+		_, _, err = Apply(root, f, backup)
+		f.Close()
+		if !errors.Is(err, ErrDamaged) {
+			t.Fatalf("file cut at %d of %d: err = %v, want ErrDamaged", cut, len(full), err)
+		}
+		sameTree(t, "after failed Apply from a file", before, snapshot(t, root, false))
+	}
 	// Directories present before keep their times through the rollbacks,
 	// except root itself (not compared by snapshot).
 	if d := diffTrees(beforeDirs, snapshot(t, root, true)); d != "" {

@@ -77,6 +77,7 @@ type archiver struct {
 	links   map[[2]uint64]string // dev/ino of multiply-linked files -> first name
 	hb      headerBuf
 	out     []byte // header blocks
+	pool    bufPool
 	st      Stats
 	entries int
 }
@@ -144,7 +145,7 @@ func (a *archiver) put(it *scanItem) error {
 			return err
 		}
 	default:
-		if err := copyRegions(a.w, it.fd, h); err != nil {
+		if err := copyRegions(a.w, &a.pool, it.fd, h); err != nil {
 			return fmt.Errorf("saving %s: %w", it.path(), err)
 		}
 	}
@@ -153,38 +154,60 @@ func (a *archiver) put(it *scanItem) error {
 }
 
 // copyRegions copies the data of file fd described by h (all of it, or its
-// sparse regions) to w, reading into w's buffer.
-func copyRegions(w *bufio.Writer, fd int, h *hdr) error {
-	regions := h.sparse
-	if regions == nil {
-		regions = []span{{0, h.size}}
+// sparse regions) to w, reading a chunk while the previous one is written.
+func copyRegions(w *bufio.Writer, pool *bufPool, fd int, h *hdr) error {
+	return copyOverlapped(pool, regionsOf(h), func(b []byte, off int64) error {
+		_, err := preadFull(fd, b, off)
+		return err
+	}, func(b []byte, _ int64) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// overlapChunk is the size of the chunks large files are copied in.
+const overlapChunk = 1 << 20
+
+// copyOverlapped copies regions of a large file chunk by chunk: fill reads
+// the chunk at off into b, put writes it. put runs in a goroutine of its own
+// while fill reads the next chunk, so that reading and writing (two copies
+// through the kernel) use two cores.
+func copyOverlapped(pool *bufPool, regions []span, fill, put func(b []byte, off int64) error) error {
+	type chunk struct {
+		b   []byte
+		off int64
 	}
-	for _, r := range regions {
-		for off, end := r.off, r.off+r.len; off < end; {
-			if w.Available() == 0 {
-				if err := w.Flush(); err != nil {
-					return err
+	chunks, done := make(chan chunk, 2), make(chan error, 1)
+	var failed atomic.Bool
+	go func() {
+		var err error
+		for c := range chunks {
+			if err == nil {
+				if err = put(c.b, c.off); err != nil {
+					failed.Store(true)
 				}
 			}
-			buf := w.AvailableBuffer()
-			buf = buf[:min(int64(cap(buf)), end-off)]
-			n, err := unix.Pread(fd, buf, off)
-			if err == unix.EINTR {
-				continue
+			pool.put(c.b)
+		}
+		done <- err
+	}()
+	var err error
+	for _, r := range regions {
+		for off, end := r.off, r.off+r.len; off < end && err == nil && !failed.Load(); {
+			b := pool.get(int(min(overlapChunk, end-off)))
+			if err = fill(b, off); err != nil {
+				pool.put(b)
+				break
 			}
-			if err != nil {
-				return fmt.Errorf("reading: %w", err)
-			}
-			if n == 0 {
-				return errShort
-			}
-			if _, err := w.Write(buf[:n]); err != nil {
-				return err
-			}
-			off += int64(n)
+			chunks <- chunk{b, off}
+			off += int64(len(b))
 		}
 	}
-	return nil
+	close(chunks)
+	if werr := <-done; err == nil {
+		err = werr
+	}
+	return err
 }
 
 // scanItem is one entry of the upper directory, in archive order.
@@ -656,7 +679,7 @@ func (s *scanner) header(it *scanItem, st *unix.Stat_t, xa map[string][]byte) er
 
 // bufPool recycles the buffers of small files by size class.
 type bufPool struct {
-	classes [8]sync.Pool // 2 KiB << i, up to smallFile
+	classes [10]sync.Pool // 2 KiB << i, up to overlapChunk
 }
 
 func (p *bufPool) class(n int) int {

@@ -260,21 +260,29 @@ func TestSparseContent(t *testing.T) {
 	if st.SparseFiles != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	root := t.TempDir()
-	u, _, err := Apply(root, bytes.NewReader(archive.Bytes()), t.TempDir())
+	// From memory, and from a file (pread, sendfile region by region).
+	ap := filepath.Join(t.TempDir(), "a.tar")
+	must(t, os.WriteFile(ap, archive.Bytes(), 0o600))
+	af, err := os.Open(ap)
 	must(t, err)
-	defer u.Commit()
-	got, err := os.ReadFile(filepath.Join(root, "s"))
-	must(t, err)
-	if !bytes.Equal(got, want) {
-		t.Error("Apply: content differs")
+	defer af.Close()
+	for _, r := range []io.Reader{bytes.NewReader(archive.Bytes()), af} {
+		root := t.TempDir()
+		u, _, err := Apply(root, r, t.TempDir())
+		must(t, err)
+		defer u.Commit()
+		got, err := os.ReadFile(filepath.Join(root, "s"))
+		must(t, err)
+		if !bytes.Equal(got, want) {
+			t.Errorf("Apply from %T: content differs", r)
+		}
+		f.check(t, root, 64<<10)
 	}
-	f.check(t, root, 64<<10)
 
 	tr := tar.NewReader(bytes.NewReader(archive.Bytes()))
 	h, err := tr.Next()
 	must(t, err)
-	got, err = io.ReadAll(tr)
+	got, err := io.ReadAll(tr)
 	must(t, err)
 	if h.Name != "s" || !bytes.Equal(got, want) {
 		t.Errorf("archive/tar: %q, content equal: %v", h.Name, bytes.Equal(got, want))

@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -416,17 +419,127 @@ func appendTrailer(b []byte, entries int) []byte {
 // already read).
 type arReader struct {
 	r      *bufio.Reader
+	src    *fileSrc // r reads it, if the archive is a regular file
 	blk    [blockSize]byte
 	remain int64 // data of the current entry not read yet
 	pad    int64 // and its padding
 }
 
+// newArReader reads the archive r through a 1 MiB buffer (r's own, if it
+// is a bufio.Reader at least 64 KiB big). When r is a regular file, it is
+// read with pread from its current offset
+// (which it leaves alone), and the data of large files can go from it to
+// their new file with sendfile (sendTo), without passing through memory.
 func newArReader(r io.Reader) *arReader {
+	if f, ok := r.(*os.File); ok {
+		var st unix.Stat_t
+		fd := int(f.Fd())
+		if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			if off, err := unix.Seek(fd, 0, io.SeekCurrent); err == nil {
+				src := &fileSrc{f: f, fd: fd, off: off}
+				return &arReader{r: bufio.NewReaderSize(src, 1<<20), src: src}
+			}
+		}
+	}
 	br, ok := r.(*bufio.Reader)
 	if !ok || br.Size() < 64<<10 {
 		br = bufio.NewReaderSize(r, 1<<20)
 	}
 	return &arReader{r: br}
+}
+
+// fileSrc reads a regular file with pread from off.
+type fileSrc struct {
+	f   *os.File // kept alive
+	fd  int
+	off int64
+}
+
+func (s *fileSrc) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Pread(s.fd, p, s.off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 && len(p) > 0 {
+			return 0, io.EOF
+		}
+		s.off += int64(n)
+		return n, nil
+	}
+}
+
+// noSendfile is set once sendfile failed for want of support.
+var noSendfile atomic.Bool
+
+// canSend says whether sendTo can copy the next n bytes of the current
+// entry's data (else they are to be read).
+func (ar *arReader) canSend(n int64) bool {
+	return ar.src != nil && !noSendfile.Load() && n <= ar.remain
+}
+
+// sendTo writes the next n bytes of the current entry's data to file fd at
+// offset off (see canSend): what is buffered from the buffer, the rest with
+// sendfile straight from the archive file, or, if sendfile turns out not to
+// work for these files, by reading.
+func (ar *arReader) sendTo(fd int, off, n int64) error {
+	if n > ar.remain {
+		return damaged("entry data overrun")
+	}
+	if b := int64(ar.r.Buffered()); b > 0 {
+		p, _ := ar.r.Peek(int(min(b, n)))
+		if err := pwriteFull(fd, p, off); err != nil {
+			return err
+		}
+		ar.r.Discard(len(p))
+		ar.remain -= int64(len(p))
+		off, n = off+int64(len(p)), n-int64(len(p))
+	}
+	if n == 0 {
+		return nil
+	}
+	if _, err := unix.Seek(fd, off, io.SeekStart); err != nil {
+		return fmt.Errorf("seek: %w", err)
+	}
+	for n > 0 {
+		m, err := unix.Sendfile(fd, ar.src.fd, &ar.src.off, int(min(n, 1<<30)))
+		switch {
+		case err == unix.EINTR:
+			continue
+		case (err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP) && m <= 0:
+			// Not for these files: read what is left through the buffer.
+			noSendfile.Store(true)
+			return ar.writeRead(fd, off, n)
+		case err != nil:
+			return fmt.Errorf("sendfile: %w", err)
+		case m == 0:
+			return unexpected(io.ErrUnexpectedEOF)
+		}
+		ar.remain -= int64(m)
+		off, n = off+int64(m), n-int64(m)
+	}
+	runtime.KeepAlive(ar.src.f)
+	return nil
+}
+
+// writeRead copies the next n bytes of the entry's data to fd at off by
+// reading them.
+func (ar *arReader) writeRead(fd int, off, n int64) error {
+	buf := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		b := buf[:min(n, int64(len(buf)))]
+		if _, err := io.ReadFull(ar, b); err != nil {
+			return unexpected(err)
+		}
+		if err := pwriteFull(fd, b, off); err != nil {
+			return err
+		}
+		off, n = off+int64(len(b)), n-int64(len(b))
+	}
+	return nil
 }
 
 func (ar *arReader) Read(p []byte) (int, error) {
@@ -445,27 +558,6 @@ func (ar *arReader) Read(p []byte) (int, error) {
 		err = nil
 	}
 	return n, err
-}
-
-// copyTo writes the next n bytes of the current entry's data to file fd at
-// offset off, straight from the read buffer.
-func (ar *arReader) copyTo(fd int, off, n int64) error {
-	if n > ar.remain {
-		return damaged("entry data overrun")
-	}
-	for n > 0 {
-		b, err := ar.r.Peek(int(min(n, int64(ar.r.Size()))))
-		if len(b) == 0 {
-			return unexpected(err)
-		}
-		if err := pwriteFull(fd, b, off); err != nil {
-			return err
-		}
-		ar.r.Discard(len(b))
-		ar.remain -= int64(len(b))
-		off, n = off+int64(len(b)), n-int64(len(b))
-	}
-	return nil
 }
 
 // skip discards what is left of the current entry.
