@@ -74,7 +74,8 @@ func Apply(root string, r io.Reader, backupDir string) (*Undo, Stats, error) {
 		return nil, Stats{}, err
 	}
 	u := &Undo{root: rroot, bdir: bdir, j: j}
-	a := &applier{u: u, j: j, created: map[string]bool{}, kinds: map[string]kind{".": kindDir}}
+	a := &applier{u: u, j: j, created: map[string]bool{}, kinds: map[string]kind{".": kindDir},
+		euid: unix.Geteuid(), egid: unix.Getegid()}
 	if a.rootfd, err = openRoot(rroot); err == nil {
 		err = a.run(newArReader(r))
 		a.exec.close()
@@ -244,12 +245,15 @@ type applier struct {
 	plan     dirCache // ... and for prepare, reset after each batch
 	pool     bufPool
 	work     workers
+	euid     int // the owner and group of the files we create
+	egid     int
 }
 
 // dirHandle is an open directory of root; workers hold a reference to the
 // parent of the entry they make.
 type dirHandle struct {
 	fd   int
+	sgid bool // set-group-ID: files made in it take its group
 	refs atomic.Int32
 }
 
@@ -278,7 +282,12 @@ func (c *dirCache) get(rootfd int, rel string) (*dirHandle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %q in rootfs: %w", rel, err)
 	}
-	c.rel, c.h = rel, &dirHandle{fd: fd}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("stat %q in rootfs: %w", rel, err)
+	}
+	c.rel, c.h = rel, &dirHandle{fd: fd, sgid: st.Mode&unix.S_ISGID != 0}
 	c.h.refs.Store(1)
 	return c.h, nil
 }
@@ -408,7 +417,7 @@ func (w *workers) stop() {
 // rollback never runs concurrently with them.
 func (a *applier) run(ar *arReader) error {
 	a.work.start(applyWorkers(), func(s *step) error {
-		if err := a.entry(s, s.dir.fd, false); err != nil {
+		if err := a.entry(s, s.dir, false); err != nil {
 			return fmt.Errorf("entry %q: %w", s.name, err)
 		}
 		return nil
@@ -735,7 +744,7 @@ func (a *applier) perform(batch []*step) error {
 			a.work.add(s)
 			continue
 		}
-		err = a.entry(s, pd.fd, true)
+		err = a.entry(s, pd, true)
 		batch[i] = nil
 		a.release(s)
 		if err != nil {
@@ -747,8 +756,8 @@ func (a *applier) perform(batch []*step) error {
 
 // entry makes the changes of s, journaled beforehand by planStep. Only the
 // sequencer (inline) may make directories, whiteouts and hard links.
-func (a *applier) entry(s *step, pfd int, inline bool) error {
-	h, name, base := s.h, s.name, s.base
+func (a *applier) entry(s *step, pd *dirHandle, inline bool) error {
+	h, name, base, pfd := s.h, s.name, s.base, pd.fd
 	meta := &s.meta
 	switch {
 	case s.whiteout:
@@ -756,7 +765,7 @@ func (a *applier) entry(s *step, pfd int, inline bool) error {
 	case h.typ == typeDir:
 		return a.dir(pfd, name, base, s.opaque, meta)
 	case h.typ == typeReg:
-		return a.file(pfd, s, inline)
+		return a.file(pd, s, inline)
 	case h.typ == typeSymlink:
 		meta.mode |= unix.S_IFLNK
 		return a.special(pfd, base, meta, inline, func() error { return unix.Symlinkat(h.link, pfd, base) })
@@ -790,8 +799,8 @@ func (a *applier) special(pfd int, base string, meta *node, inline bool, mk func
 
 // file creates regular file s.base with its data, setting its metadata
 // through the open descriptor (cheaper than by name).
-func (a *applier) file(pfd int, s *step, inline bool) error {
-	base, meta := s.base, &s.meta
+func (a *applier) file(pd *dirHandle, s *step, inline bool) error {
+	base, meta, pfd := s.base, &s.meta, pd.fd
 	var fd int
 	err := a.make(pfd, base, inline, func() (err error) {
 		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -804,9 +813,13 @@ func (a *applier) file(pfd int, s *step, inline bool) error {
 	if err := a.fillFile(fd, s); err != nil {
 		return err
 	}
-	// chown first: it clears setuid bits and file capabilities.
-	if err := unix.Fchown(fd, int(meta.uid), int(meta.gid)); err != nil {
-		return fmt.Errorf("chown: %w", err)
+	// chown first: it clears setuid bits and file capabilities. A new file
+	// is ours already, with our group unless its directory is set-group-ID
+	// (the usual case: root's files): no chown needed then.
+	if int(meta.uid) != a.euid || int(meta.gid) != a.egid || pd.sgid {
+		if err := unix.Fchown(fd, int(meta.uid), int(meta.gid)); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
 	}
 	if err := unix.Fchmod(fd, meta.mode); err != nil {
 		return fmt.Errorf("chmod: %w", err)
@@ -924,6 +937,7 @@ func (a *applier) dir(pfd int, name, base string, opaque bool, meta *node) error
 		return err
 	}
 	changed()
+	a.exec.reset() // its set-group-ID bit may have changed
 	a.dirTimes = append(a.dirTimes, dirTime{name, meta.atim, meta.mtim})
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -150,8 +151,14 @@ func fdXattrs(fd int, name string) (map[string][]byte, error) {
 		func(k string, b []byte) (int, error) { return unix.Fgetxattr(fd, k, b) })
 }
 
+// listBufs recycles the buffers of readXattrs: most files have no xattr,
+// and their list should cost no allocation.
+var listBufs = sync.Pool{New: func() any { b := make([]byte, 1024); return &b }}
+
 func readXattrs(name string, list func([]byte) (int, error), get func(string, []byte) (int, error)) (map[string][]byte, error) {
-	buf := make([]byte, 1024)
+	pb := listBufs.Get().(*[]byte)
+	defer listBufs.Put(pb)
+	buf := *pb
 	var n int
 	var err error
 	for {
@@ -160,12 +167,16 @@ func readXattrs(name string, list func([]byte) (int, error), get func(string, []
 			break
 		}
 		buf = make([]byte, 2*len(buf))
+		*pb = buf
 	}
 	if err == unix.ENOTSUP {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listxattr %s: %w", name, err)
+	}
+	if n == 0 {
+		return nil, nil
 	}
 	var xa map[string][]byte
 	for _, k := range bytes.Split(buf[:n], []byte{0}) {

@@ -378,3 +378,36 @@ func TestSaveOverlayMarkers(t *testing.T) {
 		t.Error("non-opaque dir emptied")
 	}
 }
+
+// TestApplyOwners: files get the owner and group of the archive whoever
+// makes them: in a set-group-ID directory (which would give its group to a
+// new file) too, and in a directory the image already has.
+func TestApplyOwners(t *testing.T) {
+	requireRoot(t)
+	root := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(root, "kept"), 0o755))
+	must(t, os.Chown(filepath.Join(root, "kept"), 0, 66))
+	must(t, unix.Chmod(filepath.Join(root, "kept"), 0o2775))
+	file := func(name string, uid, gid int) entry {
+		e := reg(name, "x")
+		e.hdr.Uid, e.hdr.Gid = uid, gid
+		return e
+	}
+	sgid := mkdir("sgid/")
+	sgid.hdr.Mode, sgid.hdr.Gid = 0o2775, 55
+	kept := mkdir("kept/")
+	kept.hdr.Mode, kept.hdr.Gid = 0o2775, 66
+	ents := []entry{sgid, file("sgid/root", 0, 0), file("sgid/other", 7, 8), file("sgid/group", 0, 55),
+		kept, file("kept/root", 0, 0), file("plain", 0, 0), file("mine", 1000, 1000)}
+	u, _, err := Apply(root, bytes.NewReader(archive(t, len(ents), ents...)), t.TempDir())
+	must(t, err)
+	defer u.Commit()
+	for name, want := range map[string][2]uint32{"sgid/root": {0, 0}, "sgid/other": {7, 8}, "sgid/group": {0, 55},
+		"kept/root": {0, 0}, "plain": {0, 0}, "mine": {1000, 1000}} {
+		var st unix.Stat_t
+		must(t, unix.Lstat(filepath.Join(root, name), &st))
+		if st.Uid != want[0] || st.Gid != want[1] {
+			t.Errorf("%s: owner %d:%d, want %d:%d", name, st.Uid, st.Gid, want[0], want[1])
+		}
+	}
+}

@@ -138,13 +138,7 @@ func (a *archiver) put(it *scanItem) error {
 	if _, err := a.w.Write(a.out); err != nil {
 		return err
 	}
-	switch {
-	case data == 0:
-	case it.data != nil:
-		if _, err := a.w.Write(it.data); err != nil {
-			return err
-		}
-	default:
+	if data > 0 {
 		if err := copyRegions(a.w, &a.pool, it.fd, h); err != nil {
 			return fmt.Errorf("saving %s: %w", it.path(), err)
 		}
@@ -154,8 +148,31 @@ func (a *archiver) put(it *scanItem) error {
 }
 
 // copyRegions copies the data of file fd described by h (all of it, or its
-// sparse regions) to w, reading a chunk while the previous one is written.
+// sparse regions) to w: up to a chunk read straight into w's buffer, more
+// a chunk at a time while the previous one is written.
 func copyRegions(w *bufio.Writer, pool *bufPool, fd int, h *hdr) error {
+	if h.dataSize() <= overlapChunk {
+		for _, r := range regionsOf(h) {
+			for off, end := r.off, r.off+r.len; off < end; {
+				if w.Available() == 0 {
+					if err := w.Flush(); err != nil {
+						return err
+					}
+				}
+				b := w.AvailableBuffer()
+				b = b[:min(int64(cap(b)), end-off)]
+				n, err := preadFull(fd, b, off)
+				if err != nil {
+					return err
+				}
+				if _, err := w.Write(b[:n]); err != nil {
+					return err
+				}
+				off += int64(n)
+			}
+		}
+		return nil
+	}
 	return copyOverlapped(pool, regionsOf(h), func(b []byte, off int64) error {
 		_, err := preadFull(fd, b, off)
 		return err
@@ -224,8 +241,7 @@ type scanItem struct {
 	nlink  uint64
 	dev    uint64
 	ino    uint64
-	fd     int    // Save, regular file not read here: open for the consumer
-	data   []byte // Save, small regular file: its data (regions back to back)
+	fd     int // Save, regular file with data: open for the consumer
 }
 
 func (it *scanItem) path() string { return filepath.Join(it.upper, it.rel) }
@@ -235,14 +251,10 @@ func (it *scanItem) fail(err error) error {
 }
 
 // release frees what the item holds.
-func (it *scanItem) release(pool *bufPool) {
+func (it *scanItem) release() {
 	if it.fd >= 0 {
 		unix.Close(it.fd)
 		it.fd = -1
-	}
-	if it.data != nil {
-		pool.put(it.data)
-		it.data = nil
 	}
 }
 
@@ -293,7 +305,6 @@ type scanner struct {
 	jobs    chan *scanChunk // to the workers
 	stop    chan struct{}
 	stopped atomic.Bool
-	pool    bufPool
 }
 
 // scanWorkers is the number of goroutines doing the per-file system calls.
@@ -307,8 +318,10 @@ func scanUpper(upper string, read bool, consume func(*scanItem) error) error {
 	if err != nil {
 		return err
 	}
-	s := &scanner{upper: upper, read: read, chunks: make(chan *scanChunk, 16),
-		jobs: make(chan *scanChunk, 16), stop: make(chan struct{})}
+	// Few chunks in flight: each item of a filled chunk (Save) holds its
+	// file open until the consumer has copied it.
+	s := &scanner{upper: upper, read: read, chunks: make(chan *scanChunk, 6),
+		jobs: make(chan *scanChunk, 6), stop: make(chan struct{})}
 	root := newDirRef(f)
 	var wg sync.WaitGroup
 	for range scanWorkers() {
@@ -349,7 +362,7 @@ func scanUpper(upper string, read bool, consume func(*scanItem) error) error {
 					close(s.stop)
 				}
 			}
-			it.release(&s.pool)
+			it.release()
 		}
 	}
 	wg.Wait()
@@ -366,7 +379,7 @@ func (s *scanner) send(c *scanChunk) bool {
 			c.dir.release()
 		}
 		for i := range c.items {
-			c.items[i].release(&s.pool)
+			c.items[i].release()
 		}
 		return false
 	}
@@ -554,25 +567,9 @@ func (s *scanner) fill(dfd int, it *scanItem) {
 	if !s.read {
 		return
 	}
-	n := h.dataSize()
-	if n > smallFile || it.nlink > 1 {
-		// Streamed by the consumer; a hard link to an earlier file
-		// is not even read.
-		it.fd, fd = fd, -1
-		return
-	}
-	buf := s.pool.get(int(n))
-	var got int
-	for _, r := range regionsOf(h) {
-		m, err := preadFull(fd, buf[got:got+int(r.len)], r.off)
-		got += m
-		if err != nil {
-			s.pool.put(buf)
-			it.err = it.fail(err)
-			return
-		}
-	}
-	it.data = buf[:got]
+	// The consumer reads it, straight into the archive's buffer (a hard
+	// link to an earlier file is not even read).
+	it.fd, fd = fd, -1
 }
 
 // regionsOf returns the data regions of regular file h.
@@ -677,10 +674,14 @@ func (s *scanner) header(it *scanItem, st *unix.Stat_t, xa map[string][]byte) er
 	return nil
 }
 
-// bufPool recycles the buffers of small files by size class.
+// bufPool recycles file buffers by size class.
 type bufPool struct {
-	classes [10]sync.Pool // 2 KiB << i, up to overlapChunk
+	classes [10]sync.Pool // *[]byte of 2 KiB << i, up to overlapChunk
 }
+
+// holders recycles the *[]byte that carry buffers through a sync.Pool, so
+// that putting one back allocates nothing.
+var holders sync.Pool
 
 func (p *bufPool) class(n int) int {
 	c := 0
@@ -695,16 +696,24 @@ func (p *bufPool) get(n int) []byte {
 	if c >= len(p.classes) {
 		return make([]byte, n)
 	}
-	if b, ok := p.classes[c].Get().(*[]byte); ok {
-		return (*b)[:n]
+	if bp, ok := p.classes[c].Get().(*[]byte); ok {
+		b := *bp
+		*bp = nil
+		holders.Put(bp)
+		return b[:n]
 	}
 	return make([]byte, n, 2048<<c)
 }
 
 func (p *bufPool) put(b []byte) {
 	c := p.class(cap(b))
-	if c < len(p.classes) && cap(b) == 2048<<c {
-		b = b[:cap(b)]
-		p.classes[c].Put(&b)
+	if c >= len(p.classes) || cap(b) != 2048<<c {
+		return
 	}
+	bp, ok := holders.Get().(*[]byte)
+	if !ok {
+		bp = new([]byte)
+	}
+	*bp = b[:cap(b)]
+	p.classes[c].Put(bp)
 }

@@ -292,7 +292,8 @@ func errUnsaveable(format string, args ...any) error {
 // headerBuf is scratch space for formatting headers, reused entry after
 // entry.
 type headerBuf struct {
-	recs, smap, num []byte
+	recs, smap []byte
+	num        [64]byte
 }
 
 // layout computes what entry h's header blocks hold: its pax records and
@@ -329,8 +330,7 @@ func (hb *headerBuf) layout(h *hdr) (u ustar, err error) {
 	}
 	num := func(key string, v *int64, w int) {
 		if !fitsOctal(*v, w) {
-			hb.num = strconv.AppendInt(hb.num[:0], *v, 10)
-			recs, *v = appendRecord(recs, key, hb.num), 0
+			recs, *v = appendRecord(recs, key, strconv.AppendInt(hb.num[:0], *v, 10)), 0
 		}
 	}
 	num(paxSize, &u.size, lenSize)
@@ -423,6 +423,8 @@ type arReader struct {
 	blk    [blockSize]byte
 	remain int64 // data of the current entry not read yet
 	pad    int64 // and its padding
+	px     paxHeader
+	paxBuf []byte
 }
 
 // newArReader reads the archive r through a 1 MiB buffer (r's own, if it
@@ -617,11 +619,16 @@ func (ar *arReader) next() (*hdr, error) {
 		if u.size > maxPAXHeader {
 			return nil, damaged("extended header of %d bytes", u.size)
 		}
-		data := make([]byte, u.size+blockPad(u.size))
+		n := int(u.size + blockPad(u.size))
+		if cap(ar.paxBuf) < n {
+			ar.paxBuf = make([]byte, n)
+		}
+		data := ar.paxBuf[:n]
 		if _, err := io.ReadFull(ar.r, data); err != nil {
 			return nil, unexpected(err)
 		}
-		if px, err = parsePAX(data[:u.size], u.typ == typeXGlobal); err != nil {
+		px = &ar.px
+		if err = parsePAX(px, data[:u.size], u.typ == typeXGlobal); err != nil {
 			return nil, err
 		}
 		if u.typ == typeXGlobal {
@@ -643,11 +650,11 @@ func (ar *arReader) next() (*hdr, error) {
 	h := &hdr{typ: u.typ, name: u.name, link: u.link, mode: u.mode, uid: u.uid, gid: u.gid,
 		size: u.size, mtime: unix.Timespec{Sec: u.mtime}, devmajor: u.devmajor, devminor: u.devminor}
 	if px != nil {
-		if px.path != nil {
-			h.name = *px.path
+		if px.hasPath {
+			h.name = px.path
 		}
-		if px.linkpath != nil {
-			h.link = *px.linkpath
+		if px.hasLinkpath {
+			h.link = px.linkpath
 		}
 		if px.size >= 0 {
 			h.size = px.size
@@ -658,11 +665,11 @@ func (ar *arReader) next() (*hdr, error) {
 		if px.gid >= 0 {
 			h.gid = px.gid
 		}
-		if px.mtime != nil {
-			h.mtime = *px.mtime
+		if px.hasMtime {
+			h.mtime = px.mtime
 		}
-		if px.atime != nil {
-			h.atime, h.atimeSet = *px.atime, true
+		if px.hasAtime {
+			h.atime, h.atimeSet = px.atime, true
 		}
 		h.recs = px.recs
 	}
@@ -691,7 +698,7 @@ func (ar *arReader) readSparse(h *hdr, px *paxHeader) error {
 	if px.sparseVersion != "1.0" {
 		return damaged("entry %q: sparse format %q not supported", h.name, px.sparseVersion)
 	}
-	if h.typ != typeReg || px.sparseName == nil || px.sparseSize < 0 {
+	if h.typ != typeReg || !px.hasSparseName || px.sparseSize < 0 {
 		return damaged("entry %q: sparse entry without its name, size, or not a file", h.name)
 	}
 	// The map: decimal numbers ended by "\n", then NULs to a block.
@@ -749,7 +756,7 @@ func (ar *arReader) readSparse(h *hdr, px *paxHeader) error {
 	if data != ar.remain {
 		return damaged("entry %q: sparse map says %d bytes of data, entry has %d", h.name, data, ar.remain)
 	}
-	h.name, h.size, h.sparse = *px.sparseName, px.sparseSize, spans
+	h.name, h.size, h.sparse = px.sparseName, px.sparseSize, spans
 	ar.pad = blockPad(mapBytes + data)
 	return nil
 }
@@ -822,124 +829,141 @@ func parseOctal(b []byte) (int64, error) {
 
 // paxHeader holds the records of an extended header.
 type paxHeader struct {
-	path, linkpath *string
-	size, uid, gid int64 // -1: absent
-	mtime, atime   *unix.Timespec
-	sparse         bool // some GNU.sparse record
-	sparseVersion  string
-	sparseName     *string
-	sparseSize     int64
-	recs           map[string]string
+	path, linkpath       string
+	hasPath, hasLinkpath bool
+	size, uid, gid       int64 // -1: absent
+	mtime, atime         unix.Timespec
+	hasMtime, hasAtime   bool
+	sparse               bool // some GNU.sparse record
+	sparseVersion        string
+	sparseName           string
+	hasSparseName        bool
+	sparseSize           int64
+	recs                 map[string]string
 }
 
-// parsePAX parses extended header records. A later record overrides an
-// earlier one with the same key. In a global header every record goes to
-// recs.
-func parsePAX(data []byte, global bool) (*paxHeader, error) {
-	p := &paxHeader{size: -1, uid: -1, gid: -1, sparseSize: -1}
+// parsePAX parses extended header records into p. A later record overrides
+// an earlier one with the same key. In a global header every record goes
+// to recs.
+func parsePAX(p *paxHeader, data []byte, global bool) error {
+	*p = paxHeader{size: -1, uid: -1, gid: -1, sparseSize: -1}
 	var major, minor, other string
 	for len(data) > 0 {
 		sp := bytes.IndexByte(data, ' ')
-		if sp <= 0 || sp > 8 {
-			return nil, damaged("malformed extended header record")
+		if sp <= 0 || sp > 8 || data[0] == '0' {
+			return damaged("malformed extended header record")
 		}
-		n, err := strconv.Atoi(string(data[:sp]))
-		if err != nil || n <= sp+1 || n > len(data) || data[0] == '0' || data[n-1] != '\n' {
-			return nil, damaged("malformed extended header record")
+		n, ok := parseDec(data[:sp])
+		if !ok || n <= int64(sp+1) || n > int64(len(data)) || data[n-1] != '\n' {
+			return damaged("malformed extended header record")
 		}
 		rec := data[sp+1 : n-1]
 		data = data[n:]
 		eq := bytes.IndexByte(rec, '=')
 		if eq <= 0 {
-			return nil, damaged("malformed extended header record")
+			return damaged("malformed extended header record")
 		}
-		k, v := string(rec[:eq]), string(rec[eq+1:])
-		if strings.IndexByte(k, 0) >= 0 {
-			return nil, damaged("extended header key with a NUL")
+		k, v := rec[:eq], rec[eq+1:]
+		if bytes.IndexByte(k, 0) >= 0 {
+			return damaged("extended header key with a NUL")
 		}
 		if global {
 			if p.recs == nil {
 				p.recs = map[string]string{}
 			}
-			p.recs[k] = v
+			p.recs[string(k)] = string(v)
 			continue
 		}
 		num := func() (int64, error) {
-			if v == "" || v[0] < '0' || v[0] > '9' {
-				return 0, damaged("record %s=%q", k, v)
+			if n, ok := parseDec(v); ok {
+				return n, nil
 			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return 0, damaged("record %s=%q", k, v)
-			}
-			return n, nil
+			return 0, damaged("record %s=%q", k, v)
 		}
-		switch {
-		case k == paxPath || k == paxLinkpath || k == sparseName:
-			if v == "" || strings.IndexByte(v, 0) >= 0 {
-				return nil, damaged("record %s=%q", k, v)
+		name := func() (string, error) {
+			if len(v) == 0 || bytes.IndexByte(v, 0) >= 0 {
+				return "", damaged("record %s=%q", k, v)
 			}
-			switch k {
-			case paxPath:
-				p.path = &v
-			case paxLinkpath:
-				p.linkpath = &v
-			default:
-				p.sparse, p.sparseName = true, &v
-			}
-		case k == paxSize:
+			return string(v), nil
+		}
+		var err error
+		switch string(k) {
+		case paxPath:
+			p.path, err = name()
+			p.hasPath = true
+		case paxLinkpath:
+			p.linkpath, err = name()
+			p.hasLinkpath = true
+		case sparseName:
+			p.sparseName, err = name()
+			p.sparse, p.hasSparseName = true, true
+		case paxSize:
 			p.size, err = num()
-		case k == paxUID:
+		case paxUID:
 			p.uid, err = num()
-		case k == paxGID:
+		case paxGID:
 			p.gid, err = num()
-		case k == sparseRealSize:
+		case sparseRealSize:
 			p.sparse = true
 			p.sparseSize, err = num()
-		case k == paxMtime || k == paxAtime:
-			var t unix.Timespec
-			if t, err = parsePAXTime(v); err == nil {
-				if k == paxMtime {
-					p.mtime = &t
-				} else {
-					p.atime = &t
-				}
-			}
-		case k == sparseMajor:
-			p.sparse, major = true, v
-		case k == sparseMinor:
-			p.sparse, minor = true, v
-		case strings.HasPrefix(k, sparsePrefix):
-			p.sparse, other = true, " with "+k
-		case k == "ctime" || k == "uname" || k == "gname" || k == "comment" || k == "charset" || k == "hdrcharset":
+		case paxMtime:
+			p.mtime, err = parsePAXTime(v)
+			p.hasMtime = true
+		case paxAtime:
+			p.atime, err = parsePAXTime(v)
+			p.hasAtime = true
+		case sparseMajor:
+			p.sparse, major = true, string(v)
+		case sparseMinor:
+			p.sparse, minor = true, string(v)
+		case "ctime", "uname", "gname", "comment", "charset", "hdrcharset":
 		default:
+			if bytes.HasPrefix(k, []byte(sparsePrefix)) {
+				p.sparse, other = true, " with "+string(k)
+				break
+			}
 			if p.recs == nil {
 				p.recs = map[string]string{}
 			}
-			p.recs[k] = v
+			p.recs[string(k)] = string(v)
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
 	p.sparseVersion = major + "." + minor + other
-	return p, nil
+	return nil
+}
+
+// parseDec reads a non-negative decimal number (digits only).
+func parseDec(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // parsePAXTime reads seconds with an optional fraction, maybe negative.
-func parsePAXTime(s string) (unix.Timespec, error) {
-	orig := s
-	bad := func() error { return damaged("bad time %q", orig) }
-	neg := strings.HasPrefix(s, "-")
+func parsePAXTime(b []byte) (unix.Timespec, error) {
+	bad := func() error { return damaged("bad time %q", b) }
+	s := b
+	neg := len(s) > 0 && s[0] == '-'
 	if neg {
 		s = s[1:]
 	}
-	secs, frac, _ := strings.Cut(s, ".")
-	if secs == "" || secs[0] < '0' || secs[0] > '9' {
-		return unix.Timespec{}, bad()
+	secs, frac := s, []byte(nil)
+	if i := bytes.IndexByte(s, '.'); i >= 0 {
+		secs, frac = s[:i], s[i+1:]
 	}
-	sec, err := strconv.ParseInt(secs, 10, 64)
-	if err != nil {
+	sec, ok := parseDec(secs)
+	if !ok {
 		return unix.Timespec{}, bad()
 	}
 	var nsec int64
