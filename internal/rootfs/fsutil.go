@@ -307,6 +307,7 @@ type node struct {
 	xattrs     map[string][]byte
 	link       string           // symlink target
 	off, size  int64            // regular file: its contents in the data file
+	sparse     bool             // ... a range with its holes
 	kids       map[string]*node // directory, when saved with its contents
 }
 
@@ -317,6 +318,9 @@ func restore(dirfd int, name string, n *node, data *os.File) error {
 	switch n.mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		err = createFile(dirfd, name, func(dst *os.File) error {
+			if n.sparse {
+				return copySparse(dst, data, n.off, n.size)
+			}
 			c, err := io.Copy(dst, io.NewSectionReader(data, n.off, n.size))
 			if err == nil && c != n.size {
 				err = fmt.Errorf("backup data truncated (%d of %d bytes)", c, n.size)
@@ -396,6 +400,69 @@ func createFile(dirfd int, name string, fill func(*os.File) error) error {
 	f := os.NewFile(uintptr(fd), name)
 	err = fill(f)
 	return errors.Join(err, f.Close())
+}
+
+// copyRanges copies the regions of src to the same offsets, plus base, of
+// dst.
+func copyRanges(dst, src *os.File, base int64, regions []span) error {
+	buf := make([]byte, 1<<20)
+	for _, r := range regions {
+		for off, end := r.off, r.off+r.len; off < end; {
+			b := buf[:min(int64(len(buf)), end-off)]
+			n, err := preadFull(int(src.Fd()), b, off)
+			if err != nil {
+				return err
+			}
+			if err := pwriteFull(int(dst.Fd()), b[:n], base+off); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+	}
+	return nil
+}
+
+// copySparse makes dst the size bytes of src from off, holes included:
+// only what SEEK_DATA finds in src is written, then the size is set.
+func copySparse(dst, src *os.File, off, size int64) error {
+	var regions []span
+	for pos, end := off, off+size; pos < end; {
+		d, err := unix.Seek(int(src.Fd()), pos, unix.SEEK_DATA)
+		if err == unix.ENXIO {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("seeking data in backup: %w", err)
+		}
+		if d >= end {
+			break
+		}
+		h, err := unix.Seek(int(src.Fd()), d, unix.SEEK_HOLE)
+		if err != nil {
+			return fmt.Errorf("seeking hole in backup: %w", err)
+		}
+		h = min(h, end)
+		regions = append(regions, span{d, h - d})
+		pos = h
+	}
+	if err := dst.Truncate(size); err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for _, r := range regions {
+		for p, end := r.off, r.off+r.len; p < end; {
+			b := buf[:min(int64(len(buf)), end-p)]
+			n, err := preadFull(int(src.Fd()), b, p)
+			if err != nil {
+				return fmt.Errorf("reading backup: %w", err)
+			}
+			if err := pwriteFull(int(dst.Fd()), b[:n], p-off); err != nil {
+				return err
+			}
+			p += int64(n)
+		}
+	}
+	return nil
 }
 
 // pwriteFull writes all of b at offset off of file fd.

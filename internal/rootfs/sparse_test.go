@@ -348,3 +348,62 @@ func BenchmarkSparse(b *testing.B) {
 		}
 	})
 }
+
+// TestSparseBackup: a sparse file that Apply replaces is backed up with its
+// holes (the undo data stays small), and put back sparse by Rollback and,
+// from the journal on disk, by Recover.
+func TestSparseBackup(t *testing.T) {
+	requireRoot(t)
+	for _, how := range []string{"Rollback", "Recover"} {
+		t.Run(how, func(t *testing.T) {
+			root := t.TempDir()
+			requireHoles(t, root)
+			f := sparseFile{"big", 4 * gib, []region{{0, 4096}, {gib, 100}, {3 * gib, 8192}}, true}
+			f.make(t, root)
+			write(t, filepath.Join(root, "small"), "small", 0o644)
+			before := snapshotNoContent(t, root)
+			backup := t.TempDir()
+			ents := []entry{reg("big", "now small"), reg("small", "replaced too")}
+			u, _, err := Apply(root, bytes.NewReader(archive(t, 2, ents...)), backup)
+			must(t, err)
+			datas, _ := filepath.Glob(filepath.Join(backup, undoPrefix+"*", dataName))
+			if len(datas) != 1 {
+				t.Fatalf("undo data files: %v", datas)
+			}
+			var st unix.Stat_t
+			must(t, unix.Stat(datas[0], &st))
+			if st.Blocks*512 > 1<<20 {
+				t.Errorf("undo data of %d bytes takes %d bytes", st.Size, st.Blocks*512)
+			}
+			if how == "Rollback" {
+				must(t, u.Rollback())
+			} else {
+				u.j.close() // as if the process were gone
+				got, err := Recover(backup)
+				if err != nil || len(got) != 1 {
+					t.Fatalf("Recover = %q, %v", got, err)
+				}
+			}
+			f.check(t, root, 64<<10)
+			if b, err := os.ReadFile(filepath.Join(root, "small")); err != nil || string(b) != "small" {
+				t.Errorf("small: %q, %v", b, err)
+			}
+			sameTree(t, "root", before, snapshotNoContent(t, root))
+		})
+	}
+}
+
+// snapshotNoContent is snapshot for trees with huge sparse files: names,
+// types, modes, owners, sizes and times, not contents.
+func snapshotNoContent(t testing.TB, root string) tree {
+	t.Helper()
+	snap := tree{}
+	ents, err := os.ReadDir(root)
+	must(t, err)
+	for _, e := range ents {
+		var st unix.Stat_t
+		must(t, unix.Lstat(filepath.Join(root, e.Name()), &st))
+		snap[e.Name()] = fmt.Sprintf("mode=%o uid=%d gid=%d size=%d mtime=%d.%09d", st.Mode, st.Uid, st.Gid, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+	}
+	return snap
+}
