@@ -75,9 +75,11 @@ func Apply(root string, r io.Reader, backupDir string) (*Undo, Stats, error) {
 	}
 	u := &Undo{root: rroot, bdir: bdir, j: j}
 	a := &applier{u: u, j: j, created: map[string]bool{}, kinds: map[string]kind{".": kindDir},
-		euid: unix.Geteuid(), egid: unix.Getegid()}
+		euid: unix.Geteuid(), egid: unix.Getegid(), umask: readUmask()}
 	if a.rootfd, err = openRoot(rroot); err == nil {
-		err = a.run(newArReader(r))
+		ar := newArReader(r)
+		err = a.run(ar)
+		ar.close()
 		a.exec.close()
 		a.plan.close()
 		unix.Close(a.rootfd)
@@ -247,14 +249,16 @@ type applier struct {
 	work     workers
 	euid     int // the owner and group of the files we create
 	egid     int
+	umask    int // the process's umask, -1 if unknown
 }
 
 // dirHandle is an open directory of root; workers hold a reference to the
 // parent of the entry they make.
 type dirHandle struct {
-	fd   int
-	sgid bool // set-group-ID: files made in it take its group
-	refs atomic.Int32
+	fd         int
+	sgid       bool // set-group-ID: files made in it take its group
+	defaultACL bool // a default ACL (or we could not tell): it sets new files' modes
+	refs       atomic.Int32
 }
 
 func (d *dirHandle) acquire() *dirHandle { d.refs.Add(1); return d }
@@ -287,7 +291,11 @@ func (c *dirCache) get(rootfd int, rel string) (*dirHandle, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("stat %q in rootfs: %w", rel, err)
 	}
-	c.rel, c.h = rel, &dirHandle{fd: fd, sgid: st.Mode&unix.S_ISGID != 0}
+	// A default ACL, if any, sets the mode of new files instead of the
+	// umask. (Through the magic link: fd is an O_PATH descriptor.)
+	_, aerr := unix.Getxattr(procFD(fd), "system.posix_acl_default", nil)
+	c.rel, c.h = rel, &dirHandle{fd: fd, sgid: st.Mode&unix.S_ISGID != 0,
+		defaultACL: aerr != unix.ENODATA && aerr != unix.EOPNOTSUPP}
 	c.h.refs.Store(1)
 	return c.h, nil
 }
@@ -314,7 +322,8 @@ type dirTime struct {
 // made.
 type step struct {
 	h      *hdr
-	data   []byte    // small regular file: its data (regions back to back)
+	data   []byte // small regular file: its data (regions back to back), in chunk
+	chunk  *chunk
 	stream *arReader // large regular file: its data still in the archive
 
 	name, base       string
@@ -345,7 +354,7 @@ type workers struct {
 }
 
 // runSize is the most entries in a run.
-const runSize = 16
+const runSize = 32
 
 func (w *workers) start(n int, do func(*step) error, release func(*step)) {
 	w.jobs = make(chan []*step, 16)
@@ -485,11 +494,10 @@ func (a *applier) sequence(ar *arReader) error {
 			if n := ar.remain; n > smallFile {
 				s.stream = ar // made by perform, before the next entry is read
 			} else if n > 0 {
-				// Buffers wait in a batch, then for a worker: sized to fit, reused.
-				s.data = a.pool.get(int(n))
-				if _, err := io.ReadFull(ar, s.data); err != nil {
-					a.release(s)
-					return damaged("entry %q: %v", h.name, err)
+				// Data wait in a batch, then for a worker, in the
+				// archive's chunk.
+				if s.data, s.chunk, err = ar.take(int(n)); err != nil {
+					return fmt.Errorf("entry %q: %w", h.name, err)
 				}
 			}
 		}
@@ -512,9 +520,9 @@ func (a *applier) sequence(ar *arReader) error {
 
 // release frees what s holds.
 func (a *applier) release(s *step) {
-	if s.data != nil {
-		a.pool.put(s.data)
-		s.data = nil
+	if s.chunk != nil {
+		s.chunk.release()
+		s.data, s.chunk = nil, nil
 	}
 	if s.dir != nil {
 		s.dir.release()
@@ -801,9 +809,17 @@ func (a *applier) special(pfd int, base string, meta *node, inline bool, mk func
 // through the open descriptor (cheaper than by name).
 func (a *applier) file(pd *dirHandle, s *step, inline bool) error {
 	base, meta, pfd := s.base, &s.meta, pd.fd
+	// A file is created with its mode when the umask leaves that mode
+	// alone and no default ACL of its directory changes it (the usual
+	// case: 0644, 0755), sparing a chmod; with mode 0600 otherwise, until
+	// the chmod that follows the chown (which would clear set-ID bits).
+	mode, chmod := uint32(0o600), true
+	if meta.mode&0o7000 == 0 && a.umask >= 0 && meta.mode&uint32(a.umask) == 0 && !pd.defaultACL {
+		mode, chmod = meta.mode, false
+	}
 	var fd int
 	err := a.make(pfd, base, inline, func() (err error) {
-		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
 		return err
 	})
 	if err != nil {
@@ -821,8 +837,10 @@ func (a *applier) file(pd *dirHandle, s *step, inline bool) error {
 			return fmt.Errorf("chown: %w", err)
 		}
 	}
-	if err := unix.Fchmod(fd, meta.mode); err != nil {
-		return fmt.Errorf("chmod: %w", err)
+	if chmod {
+		if err := unix.Fchmod(fd, meta.mode); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
 	}
 	for k, v := range meta.xattrs {
 		if err := unix.Fsetxattr(fd, k, v, 0); err != nil {

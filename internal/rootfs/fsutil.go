@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -463,6 +464,24 @@ func copySparse(dst, src *os.File, off, size int64) error {
 		}
 	}
 	return nil
+}
+
+// readUmask returns the process's umask from /proc/self/status (Linux 4.7
+// and later; reading it with umask(2) would change it meanwhile for every
+// thread), or -1.
+func readUmask() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+				return int(m)
+			}
+		}
+	}
+	return -1
 }
 
 // pwriteFull writes all of b at offset off of file fd.

@@ -411,3 +411,51 @@ func TestApplyOwners(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyModes: files get the archive's mode whatever the umask and a
+// default ACL of their directory would make of it (Apply creates most files
+// with their mode, when neither changes it).
+func TestApplyModes(t *testing.T) {
+	requireRoot(t)
+	for _, umask := range []int{0o022, 0o027, 0} {
+		t.Run(fmt.Sprintf("umask %03o", umask), func(t *testing.T) {
+			old := unix.Umask(umask)
+			defer unix.Umask(old)
+			root := t.TempDir()
+			// A default ACL user::rwx group::--- other::--- (Linux's
+			// xattr form: version 2, then tag, perm, id entries).
+			acl := []byte{2, 0, 0, 0}
+			for _, e := range [][2]uint16{{0x01, 7}, {0x04, 0}, {0x20, 0}} {
+				acl = binary.LittleEndian.AppendUint16(acl, e[0])
+				acl = binary.LittleEndian.AppendUint16(acl, e[1])
+				acl = binary.LittleEndian.AppendUint32(acl, 0xffffffff)
+			}
+			must(t, os.Mkdir(filepath.Join(root, "acl"), 0o755))
+			if err := unix.Setxattr(filepath.Join(root, "acl"), "system.posix_acl_default", acl, 0); err != nil {
+				t.Skipf("no ACLs here: %v", err)
+			}
+			modes := []int64{0o644, 0o640, 0o755, 0o666, 0o777, 0o600, 0o4755, 0o1644, 0o444}
+			ents := []entry{mkdir("acl/"), mkdir("plain/")}
+			for _, d := range []string{"acl", "plain"} {
+				for _, m := range modes {
+					e := reg(fmt.Sprintf("%s/%04o", d, m), "x")
+					e.hdr.Mode = m
+					ents = append(ents, e)
+				}
+			}
+			u, _, err := Apply(root, bytes.NewReader(archive(t, len(ents), ents...)), t.TempDir())
+			must(t, err)
+			defer u.Commit()
+			for _, d := range []string{"acl", "plain"} {
+				for _, m := range modes {
+					var st unix.Stat_t
+					p := fmt.Sprintf("%s/%04o", d, m)
+					must(t, unix.Lstat(filepath.Join(root, p), &st))
+					if int64(st.Mode&0o7777) != m {
+						t.Errorf("%s: mode %04o", p, st.Mode&0o7777)
+					}
+				}
+			}
+		})
+	}
+}

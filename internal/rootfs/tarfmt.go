@@ -1,7 +1,6 @@
 package rootfs
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -414,40 +413,116 @@ func appendTrailer(b []byte, entries int) []byte {
 	return append(append(b, zeroBlock[:]...), zeroBlock[:]...)
 }
 
-// arReader reads an archive: next returns each header, Read the data of the
-// current entry (for a sparse file, its regions back to back, the map
-// already read).
+// arReader reads an archive: next returns each header, Read (or take, or
+// sendTo) the data of the current entry (for a sparse file, its regions
+// back to back, the map already read).
+//
+// The archive is read in chunks of 1 MiB; take hands out a small file's
+// data as a slice of the chunk that holds it, which is recycled once every
+// such slice is released: no copy.
 type arReader struct {
-	r      *bufio.Reader
-	src    *fileSrc // r reads it, if the archive is a regular file
-	blk    [blockSize]byte
-	remain int64 // data of the current entry not read yet
-	pad    int64 // and its padding
+	src    io.Reader
+	file   *fileSrc // src, if the archive is a regular file
+	c      *chunk   // the current chunk: c.buf[r:w] is read, not consumed
+	r, w   int
+	err    error            // of the last read of src (io.EOF at its end)
+	blk    *[blockSize]byte // the block just read, in c (valid until the next read)
+	remain int64            // data of the current entry not consumed yet
+	pad    int64            // and its padding
 	px     paxHeader
 	paxBuf []byte
+	free   chan *chunk // released chunks, for reuse
 }
 
-// newArReader reads the archive r through a 1 MiB buffer (r's own, if it
-// is a bufio.Reader at least 64 KiB big). When r is a regular file, it is
-// read with pread from its current offset
-// (which it leaves alone), and the data of large files can go from it to
-// their new file with sendfile (sendTo), without passing through memory.
+// chunkBytes is the size of the chunks the archive is read in.
+const chunkBytes = 1 << 20
+
+// chunk is a piece of the archive as read, shared by the reader and the
+// data slices taken from it. Released by all, it goes back to its reader's
+// free list.
+type chunk struct {
+	buf  []byte
+	refs atomic.Int32
+	free chan *chunk
+}
+
+func (c *chunk) acquire() *chunk { c.refs.Add(1); return c }
+
+func (c *chunk) release() {
+	if c.refs.Add(-1) == 0 {
+		select {
+		case c.free <- c:
+		default: // enough kept
+		}
+	}
+}
+
+// newChunk returns a free chunk, held once.
+func (ar *arReader) newChunk() *chunk {
+	var c *chunk
+	select {
+	case c = <-ar.free:
+	default:
+		c = &chunk{buf: make([]byte, chunkBytes), free: ar.free}
+	}
+	c.refs.Store(1)
+	return c
+}
+
+// newArReader reads the archive r. When r is a regular file, it is read
+// with pread from its current offset (which it leaves alone), and the data
+// of large files can go from it to their new file with sendfile (sendTo),
+// without passing through memory. close gives its buffer back.
 func newArReader(r io.Reader) *arReader {
+	ar := &arReader{src: r, free: make(chan *chunk, 32)}
+	ar.c = ar.newChunk()
 	if f, ok := r.(*os.File); ok {
 		var st unix.Stat_t
 		fd := int(f.Fd())
 		if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
 			if off, err := unix.Seek(fd, 0, io.SeekCurrent); err == nil {
-				src := &fileSrc{f: f, fd: fd, off: off}
-				return &arReader{r: bufio.NewReaderSize(src, 1<<20), src: src}
+				ar.file = &fileSrc{f: f, fd: fd, off: off}
+				ar.src = ar.file
 			}
 		}
 	}
-	br, ok := r.(*bufio.Reader)
-	if !ok || br.Size() < 64<<10 {
-		br = bufio.NewReaderSize(r, 1<<20)
+	return ar
+}
+
+func (ar *arReader) close() {
+	if ar.c != nil {
+		ar.c.release()
+		ar.c = nil
 	}
-	return &arReader{r: br}
+}
+
+// fill makes at least n bytes (at most chunkBytes) available in
+// c.buf[r:w], moving to a new chunk when the current one has no room left
+// (what is left of it is copied over), or returns the read error.
+func (ar *arReader) fill(n int) error {
+	for empty := 0; ar.w-ar.r < n; {
+		if ar.err != nil {
+			return ar.err
+		}
+		if ar.r == ar.w && ar.c.refs.Load() == 1 {
+			ar.r, ar.w = 0, 0 // no one else holds it: start it over
+		}
+		if ar.r+n > len(ar.c.buf) {
+			c := ar.newChunk()
+			m := copy(c.buf, ar.c.buf[ar.r:ar.w])
+			ar.c.release()
+			ar.c, ar.r, ar.w = c, 0, m
+		}
+		k, err := ar.src.Read(ar.c.buf[ar.w:])
+		ar.w += k
+		ar.err = err
+		if k == 0 && err == nil {
+			if empty++; empty > 100 {
+				ar.err = io.ErrNoProgress
+			}
+		}
+	}
+	return nil
 }
 
 // fileSrc reads a regular file with pread from off.
@@ -474,31 +549,46 @@ func (s *fileSrc) Read(p []byte) (int, error) {
 	}
 }
 
+// take returns the next n bytes (at most half a chunk) of the current
+// entry's data as a slice of a chunk, and the chunk, held for the caller
+// until it releases it.
+func (ar *arReader) take(n int) ([]byte, *chunk, error) {
+	if int64(n) > ar.remain || n > chunkBytes/2 {
+		return nil, nil, damaged("entry data overrun")
+	}
+	if err := ar.fill(n); err != nil {
+		return nil, nil, unexpected(err)
+	}
+	b := ar.c.buf[ar.r : ar.r+n : ar.r+n]
+	ar.r += n
+	ar.remain -= int64(n)
+	return b, ar.c.acquire(), nil
+}
+
 // noSendfile is set once sendfile failed for want of support.
 var noSendfile atomic.Bool
 
 // canSend says whether sendTo can copy the next n bytes of the current
 // entry's data (else they are to be read).
 func (ar *arReader) canSend(n int64) bool {
-	return ar.src != nil && !noSendfile.Load() && n <= ar.remain
+	return ar.file != nil && !noSendfile.Load() && n <= ar.remain
 }
 
 // sendTo writes the next n bytes of the current entry's data to file fd at
-// offset off (see canSend): what is buffered from the buffer, the rest with
-// sendfile straight from the archive file, or, if sendfile turns out not to
-// work for these files, by reading.
+// offset off (see canSend): what is read already from the chunk, the rest
+// with sendfile straight from the archive file, or, if sendfile turns out
+// not to work for these files, by reading.
 func (ar *arReader) sendTo(fd int, off, n int64) error {
 	if n > ar.remain {
 		return damaged("entry data overrun")
 	}
-	if b := int64(ar.r.Buffered()); b > 0 {
-		p, _ := ar.r.Peek(int(min(b, n)))
-		if err := pwriteFull(fd, p, off); err != nil {
+	if b := min(int64(ar.w-ar.r), n); b > 0 {
+		if err := pwriteFull(fd, ar.c.buf[ar.r:ar.r+int(b)], off); err != nil {
 			return err
 		}
-		ar.r.Discard(len(p))
-		ar.remain -= int64(len(p))
-		off, n = off+int64(len(p)), n-int64(len(p))
+		ar.r += int(b)
+		ar.remain -= b
+		off, n = off+b, n-b
 	}
 	if n == 0 {
 		return nil
@@ -507,12 +597,12 @@ func (ar *arReader) sendTo(fd int, off, n int64) error {
 		return fmt.Errorf("seek: %w", err)
 	}
 	for n > 0 {
-		m, err := unix.Sendfile(fd, ar.src.fd, &ar.src.off, int(min(n, 1<<30)))
+		m, err := unix.Sendfile(fd, ar.file.fd, &ar.file.off, int(min(n, 1<<30)))
 		switch {
 		case err == unix.EINTR:
 			continue
 		case (err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP) && m <= 0:
-			// Not for these files: read what is left through the buffer.
+			// Not for these files: read what is left.
 			noSendfile.Store(true)
 			return ar.writeRead(fd, off, n)
 		case err != nil:
@@ -523,14 +613,14 @@ func (ar *arReader) sendTo(fd int, off, n int64) error {
 		ar.remain -= int64(m)
 		off, n = off+int64(m), n-int64(m)
 	}
-	runtime.KeepAlive(ar.src.f)
+	runtime.KeepAlive(ar.file.f)
 	return nil
 }
 
 // writeRead copies the next n bytes of the entry's data to fd at off by
 // reading them.
 func (ar *arReader) writeRead(fd int, off, n int64) error {
-	buf := make([]byte, min(n, 1<<20))
+	buf := make([]byte, min(n, chunkBytes))
 	for n > 0 {
 		b := buf[:min(n, int64(len(buf)))]
 		if _, err := io.ReadFull(ar, b); err != nil {
@@ -544,6 +634,8 @@ func (ar *arReader) writeRead(fd int, off, n int64) error {
 	return nil
 }
 
+// Read reads the current entry's data. Large reads with nothing buffered go
+// straight into p.
 func (ar *arReader) Read(p []byte) (int, error) {
 	if ar.remain == 0 {
 		return 0, io.EOF
@@ -551,26 +643,48 @@ func (ar *arReader) Read(p []byte) (int, error) {
 	if int64(len(p)) > ar.remain {
 		p = p[:ar.remain]
 	}
-	n, err := ar.r.Read(p)
+	var n int
+	if ar.r == ar.w && len(p) >= chunkBytes/2 && ar.err == nil {
+		n, ar.err = ar.src.Read(p)
+	} else {
+		if err := ar.fill(1); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		n = copy(p, ar.c.buf[ar.r:ar.w])
+		ar.r += n
+	}
 	ar.remain -= int64(n)
-	if err == io.EOF && ar.remain > 0 {
-		err = io.ErrUnexpectedEOF
+	if n == 0 && ar.err != nil {
+		if ar.err == io.EOF {
+			return 0, io.ErrUnexpectedEOF
+		}
+		return 0, ar.err
 	}
-	if err == io.EOF {
-		err = nil
-	}
-	return n, err
+	return n, nil
 }
 
-// skip discards what is left of the current entry.
+// skip discards what is left of the current entry: from a file, without
+// reading it.
 func (ar *arReader) skip() error {
 	n := ar.remain + ar.pad
 	ar.remain, ar.pad = 0, 0
-	if n == 0 {
+	b := min(int64(ar.w-ar.r), n)
+	ar.r += int(b)
+	n -= b
+	if n > 0 && ar.file != nil {
+		ar.file.off += n // a cut archive shows at the next read
 		return nil
 	}
-	if _, err := ar.r.Discard(int(n)); err != nil {
-		return unexpected(err)
+	for n > 0 {
+		if err := ar.fill(1); err != nil {
+			return unexpected(err)
+		}
+		b := min(int64(ar.w-ar.r), n)
+		ar.r += int(b)
+		n -= b
 	}
 	return nil
 }
@@ -582,11 +696,26 @@ func unexpected(err error) error {
 	return fmt.Errorf("%w: %w", ErrDamaged, err)
 }
 
-// block reads the next block into ar.blk.
+// readRaw reads the next len(b) bytes of the archive into b.
+func (ar *arReader) readRaw(b []byte) error {
+	for len(b) > 0 {
+		if err := ar.fill(1); err != nil {
+			return unexpected(err)
+		}
+		n := copy(b, ar.c.buf[ar.r:ar.w])
+		ar.r += n
+		b = b[n:]
+	}
+	return nil
+}
+
+// block reads the next block (ar.blk, valid until the next read).
 func (ar *arReader) block() error {
-	if _, err := io.ReadFull(ar.r, ar.blk[:]); err != nil {
+	if err := ar.fill(blockSize); err != nil {
 		return unexpected(err)
 	}
+	ar.blk = (*[blockSize]byte)(ar.c.buf[ar.r : ar.r+blockSize])
+	ar.r += blockSize
 	return nil
 }
 
@@ -600,16 +729,16 @@ func (ar *arReader) next() (*hdr, error) {
 	if err := ar.block(); err != nil {
 		return nil, err
 	}
-	if ar.blk == zeroBlock {
+	if *ar.blk == zeroBlock {
 		if err := ar.block(); err != nil {
 			return nil, err
 		}
-		if ar.blk != zeroBlock {
+		if *ar.blk != zeroBlock {
 			return nil, damaged("a zero block, then a header")
 		}
 		return nil, io.EOF
 	}
-	u, err := parseUstar(&ar.blk)
+	u, err := parseUstar(ar.blk)
 	if err != nil {
 		return nil, err
 	}
@@ -624,8 +753,8 @@ func (ar *arReader) next() (*hdr, error) {
 			ar.paxBuf = make([]byte, n)
 		}
 		data := ar.paxBuf[:n]
-		if _, err := io.ReadFull(ar.r, data); err != nil {
-			return nil, unexpected(err)
+		if err := ar.readRaw(data); err != nil {
+			return nil, err
 		}
 		px = &ar.px
 		if err = parsePAX(px, data[:u.size], u.typ == typeXGlobal); err != nil {
@@ -637,10 +766,10 @@ func (ar *arReader) next() (*hdr, error) {
 		if err := ar.block(); err != nil {
 			return nil, err
 		}
-		if ar.blk == zeroBlock {
+		if *ar.blk == zeroBlock {
 			return nil, damaged("extended header without its entry")
 		}
-		if u, err = parseUstar(&ar.blk); err != nil {
+		if u, err = parseUstar(ar.blk); err != nil {
 			return nil, err
 		}
 		if u.typ == typeXHeader || u.typ == typeXGlobal {
@@ -716,7 +845,7 @@ func (ar *arReader) readSparse(h *hdr, px *paxHeader) error {
 		}
 		ar.remain -= blockSize
 		mapBytes += blockSize
-		for _, c := range ar.blk {
+		for _, c := range *ar.blk {
 			if count >= 0 && int64(len(nums)) == 2*count {
 				if c != 0 {
 					return damaged("entry %q: junk after the sparse map", h.name)
