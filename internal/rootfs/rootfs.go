@@ -30,7 +30,14 @@
 //
 // Unix sockets in the upper directory are skipped (a socket file is only a
 // name: CRIU binds listening sockets again at restore) and counted in
-// Stats.Sockets; device nodes other than whiteouts cannot be saved.
+// Stats.Sockets; device nodes other than whiteouts cannot be saved
+// (ErrUnsaveable). Precheck tells, without reading any file, whether Save
+// would succeed and how big its archive would be: the stop path can ask
+// before it dumps the container.
+//
+// Save and Apply do the per-file system calls in several goroutines (the
+// order of the archive and the write-ahead journal kept, see apply.go), so
+// that on many small files they use the machine's cores.
 //
 // PAX records were chosen over the AUFS ".wh.<name>" convention because they
 // cannot collide with a file the container really named ".wh.something".
@@ -83,8 +90,8 @@ const (
 	paxXattr    = "SCHILY.xattr."
 	ovlXattr    = "trusted.overlay." // overlay's own bookkeeping in upper
 
-	// Files up to this size are read whole by one goroutine while another
-	// writes them; larger ones are streamed.
+	// Apply: the data of files up to this size wait in the archive's
+	// chunks for a worker; larger files are written at once (sendfile).
 	smallFile = 256 << 10
 )
 
