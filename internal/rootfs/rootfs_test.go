@@ -459,3 +459,36 @@ func TestApplyModes(t *testing.T) {
 		})
 	}
 }
+
+// TestSaveToFile: saving to a file (large files then go with sendfile)
+// writes the same archive as saving to anything else.
+func TestSaveToFile(t *testing.T) {
+	upper := t.TempDir()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<16+7) // 3 MiB and a bit
+	write(t, filepath.Join(upper, "a"), "small", 0o644)
+	write(t, filepath.Join(upper, "big"), string(big), 0o644)
+	sparse := sparseFile{"sparse", 64 << 20, []region{{4096, 3 << 20}, {40 << 20, 2<<20 + 100}}, true}
+	sparse.make(t, upper)
+	write(t, filepath.Join(upper, "z"), "after", 0o644)
+	// Access times that reading leaves alone (relatime), as the two
+	// archives must be the same.
+	for _, n := range []string{"a", "big", "sparse", "z"} {
+		must(t, os.Chtimes(filepath.Join(upper, n), time.Now().Add(time.Hour), time.Now().Add(-time.Hour)))
+	}
+	var want bytes.Buffer
+	wst, err := Save(upper, &want)
+	must(t, err)
+	p := filepath.Join(t.TempDir(), "a.tar")
+	f, err := os.Create(p)
+	must(t, err)
+	_, err = f.Write([]byte("prefix")) // Save writes from the file's offset
+	must(t, err)
+	st, err := Save(upper, f)
+	must(t, err)
+	must(t, f.Close())
+	got, err := os.ReadFile(p)
+	must(t, err)
+	if st != wst || !bytes.Equal(got, append([]byte("prefix"), want.Bytes()...)) {
+		t.Fatalf("archive written to a file differs (%d bytes, want %d; stats %+v, %+v)", len(got)-6, want.Len(), st, wst)
+	}
+}

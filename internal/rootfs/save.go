@@ -31,9 +31,15 @@ import (
 //
 // Save expects upper not to change while it runs (the container is stopped):
 // it opens the regular files it finds to read them.
+//
+// Save buffers its writes (1 MiB). When w is an *os.File, large files go
+// into it with sendfile, which spares copying them through memory.
 func Save(upper string, w io.Writer) (Stats, error) {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	a := &archiver{w: bw, links: map[[2]uint64]string{}}
+	if f, ok := w.(*os.File); ok {
+		a.file = f
+	}
 	err := scanUpper(upper, true, a.put)
 	if err != nil { // no trailer: a partial archive must not look complete
 		return a.st, err
@@ -76,7 +82,8 @@ type archiver struct {
 	n       int64                // archive bytes so far
 	links   map[[2]uint64]string // dev/ino of multiply-linked files -> first name
 	hb      headerBuf
-	out     []byte // header blocks
+	out     []byte   // header blocks
+	file    *os.File // w's writer, if a file
 	pool    bufPool
 	st      Stats
 	entries int
@@ -139,7 +146,7 @@ func (a *archiver) put(it *scanItem) error {
 		return err
 	}
 	if data > 0 {
-		if err := copyRegions(a.w, &a.pool, it.fd, h); err != nil {
+		if err := a.copyRegions(it.fd, h); err != nil {
 			return fmt.Errorf("saving %s: %w", it.path(), err)
 		}
 	}
@@ -148,9 +155,35 @@ func (a *archiver) put(it *scanItem) error {
 }
 
 // copyRegions copies the data of file fd described by h (all of it, or its
-// sparse regions) to w: up to a chunk read straight into w's buffer, more
-// a chunk at a time while the previous one is written.
-func copyRegions(w *bufio.Writer, pool *bufPool, fd int, h *hdr) error {
+// sparse regions) to the archive: up to a chunk read straight into the
+// buffer; more with sendfile when the archive is a file, else a chunk at a
+// time while the previous one is written.
+func (a *archiver) copyRegions(fd int, h *hdr) error {
+	w := a.w
+	if h.dataSize() > overlapChunk && a.file != nil && !noSendfile.Load() {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		regions := regionsOf(h)
+		for i, r := range regions {
+			for off, end := r.off, r.off+r.len; off < end; {
+				n, err := unix.Sendfile(int(a.file.Fd()), fd, &off, int(min(end-off, 1<<30)))
+				switch {
+				case err == unix.EINTR:
+					continue
+				case (err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP) && n <= 0:
+					noSendfile.Store(true)
+					rest := append([]span{{off, end - off}}, regions[i+1:]...)
+					return a.copyOverlapped(fd, rest)
+				case err != nil:
+					return fmt.Errorf("sendfile: %w", err)
+				case n == 0:
+					return errShort
+				}
+			}
+		}
+		return nil
+	}
 	if h.dataSize() <= overlapChunk {
 		for _, r := range regionsOf(h) {
 			for off, end := r.off, r.off+r.len; off < end; {
@@ -173,10 +206,24 @@ func copyRegions(w *bufio.Writer, pool *bufPool, fd int, h *hdr) error {
 		}
 		return nil
 	}
-	return copyOverlapped(pool, regionsOf(h), func(b []byte, off int64) error {
+	return a.copyOverlapped(fd, regionsOf(h))
+}
+
+// copyOverlapped copies regions of file fd to the archive, reading a chunk
+// while the previous one is written.
+func (a *archiver) copyOverlapped(fd int, regions []span) error {
+	w := a.w
+	return copyOverlapped(&a.pool, regions, func(b []byte, off int64) error {
 		_, err := preadFull(fd, b, off)
 		return err
 	}, func(b []byte, _ int64) error {
+		// A whole chunk goes to w's writer as is (no copy into the
+		// buffer) once the buffer is out of the way.
+		if len(b) >= w.Size() && w.Buffered() > 0 {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
 		_, err := w.Write(b)
 		return err
 	})
