@@ -6,7 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,14 +20,130 @@ import (
 // before Linux 6.13: the kernel resolves the fd's magic link to the directory
 // itself and, the l* calls not following the last component, never leaves it.
 func procPath(dirfd int, name string) string {
-	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
+	return procFD(dirfd) + "/" + name
+}
+
+// procFD names the magic link of descriptor fd.
+func procFD(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// dataRegions finds the data regions of regular file fd of size size with
+// lseek SEEK_DATA/SEEK_HOLE, widened to 512-byte boundaries (GNU tar wants
+// them so; file systems report whole blocks anyway) and merged. It returns
+// nil when the file has no hole (or the file system cannot tell), or more
+// than maxSpans regions (it is then stored whole); otherwise regions in the
+// format of hdr.sparse (a last empty region at size if it ends in a hole).
+// Its cost is in the number of regions, not the size.
+func dataRegions(fd int, size int64) ([]span, error) {
+	var spans []span
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err == unix.ENXIO { // no data after off
+			break
+		}
+		if err == unix.EINVAL || err == unix.EOPNOTSUPP {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("seeking data: %w", err)
+		}
+		if data >= size { // grew meanwhile
+			break
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, fmt.Errorf("seeking hole: %w", err)
+		}
+		start, end := data&^(blockSize-1), min(size, (hole+blockSize-1)&^(blockSize-1))
+		if n := len(spans); n > 0 && spans[n-1].off+spans[n-1].len >= start {
+			spans[n-1].len = end - spans[n-1].off
+		} else {
+			if n >= maxSpans {
+				return nil, nil
+			}
+			spans = append(spans, span{start, end - start})
+		}
+		off = max(hole, end)
+	}
+	if len(spans) == 1 && spans[0] == (span{0, size}) {
+		return nil, nil
+	}
+	if n := len(spans); n == 0 || spans[n-1].off+spans[n-1].len < size {
+		spans = append(spans, span{size, 0})
+	}
+	return spans, nil
 }
 
 // getXattrs returns all xattrs of dirfd/name (not following a symlink).
 func getXattrs(dirfd int, name string) (map[string][]byte, error) {
+	if !noXattrAt.Load() {
+		xa, err := readXattrs(name, func(b []byte) (int, error) { return listxattrAt(dirfd, name, b) },
+			func(k string, b []byte) (int, error) { return getxattrAt(dirfd, name, k, b) })
+		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
+			return xa, err
+		}
+		noXattrAt.Store(true) // before Linux 6.13, or filtered
+	}
 	p := procPath(dirfd, name)
 	return readXattrs(name, func(b []byte) (int, error) { return unix.Llistxattr(p, b) },
 		func(k string, b []byte) (int, error) { return unix.Lgetxattr(p, k, b) })
+}
+
+// noXattrAt is set once listxattrat or getxattrat failed with ENOSYS (or
+// EPERM, as some seccomp filters answer for system calls they do not know).
+var noXattrAt atomic.Bool
+
+// The *xattrat system calls of Linux 6.13 (the same numbers on every
+// architecture), which x/sys does not offer: cheaper than resolving a
+// /proc/self/fd path.
+const (
+	sysGetxattrat  = 464
+	sysListxattrat = 465
+)
+
+func listxattrAt(dirfd int, name string, buf []byte) (int, error) {
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return 0, err
+	}
+	var b unsafe.Pointer
+	if len(buf) > 0 {
+		b = unsafe.Pointer(&buf[0])
+	}
+	n, _, e := unix.Syscall6(sysListxattrat, uintptr(dirfd), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW,
+		uintptr(b), uintptr(len(buf)), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// xattrArgs is struct xattr_args.
+type xattrArgs struct {
+	value uint64
+	size  uint32
+	flags uint32
+}
+
+func getxattrAt(dirfd int, name, attr string, buf []byte) (int, error) {
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return 0, err
+	}
+	a, err := unix.BytePtrFromString(attr)
+	if err != nil {
+		return 0, err
+	}
+	args := xattrArgs{size: uint32(len(buf))}
+	if len(buf) > 0 {
+		args.value = uint64(uintptr(unsafe.Pointer(&buf[0])))
+	}
+	n, _, e := unix.Syscall6(sysGetxattrat, uintptr(dirfd), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW,
+		uintptr(unsafe.Pointer(a)), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
+	runtime.KeepAlive(buf)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 // fdXattrs returns all xattrs of open file fd, cheaper than by name.
@@ -31,8 +152,14 @@ func fdXattrs(fd int, name string) (map[string][]byte, error) {
 		func(k string, b []byte) (int, error) { return unix.Fgetxattr(fd, k, b) })
 }
 
+// listBufs recycles the buffers of readXattrs: most files have no xattr,
+// and their list should cost no allocation.
+var listBufs = sync.Pool{New: func() any { b := make([]byte, 1024); return &b }}
+
 func readXattrs(name string, list func([]byte) (int, error), get func(string, []byte) (int, error)) (map[string][]byte, error) {
-	buf := make([]byte, 1024)
+	pb := listBufs.Get().(*[]byte)
+	defer listBufs.Put(pb)
+	buf := *pb
 	var n int
 	var err error
 	for {
@@ -41,12 +168,16 @@ func readXattrs(name string, list func([]byte) (int, error), get func(string, []
 			break
 		}
 		buf = make([]byte, 2*len(buf))
+		*pb = buf
 	}
 	if err == unix.ENOTSUP {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listxattr %s: %w", name, err)
+	}
+	if n == 0 {
+		return nil, nil
 	}
 	var xa map[string][]byte
 	for _, k := range bytes.Split(buf[:n], []byte{0}) {
@@ -177,6 +308,7 @@ type node struct {
 	xattrs     map[string][]byte
 	link       string           // symlink target
 	off, size  int64            // regular file: its contents in the data file
+	sparse     bool             // ... a range with its holes
 	kids       map[string]*node // directory, when saved with its contents
 }
 
@@ -187,6 +319,9 @@ func restore(dirfd int, name string, n *node, data *os.File) error {
 	switch n.mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		err = createFile(dirfd, name, func(dst *os.File) error {
+			if n.sparse {
+				return copySparse(dst, data, n.off, n.size)
+			}
 			c, err := io.Copy(dst, io.NewSectionReader(data, n.off, n.size))
 			if err == nil && c != n.size {
 				err = fmt.Errorf("backup data truncated (%d of %d bytes)", c, n.size)
@@ -266,6 +401,102 @@ func createFile(dirfd int, name string, fill func(*os.File) error) error {
 	f := os.NewFile(uintptr(fd), name)
 	err = fill(f)
 	return errors.Join(err, f.Close())
+}
+
+// copyRanges copies the regions of src to the same offsets, plus base, of
+// dst.
+func copyRanges(dst, src *os.File, base int64, regions []span) error {
+	buf := make([]byte, 1<<20)
+	for _, r := range regions {
+		for off, end := r.off, r.off+r.len; off < end; {
+			b := buf[:min(int64(len(buf)), end-off)]
+			n, err := preadFull(int(src.Fd()), b, off)
+			if err != nil {
+				return err
+			}
+			if err := pwriteFull(int(dst.Fd()), b[:n], base+off); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+	}
+	return nil
+}
+
+// copySparse makes dst the size bytes of src from off, holes included:
+// only what SEEK_DATA finds in src is written, then the size is set.
+func copySparse(dst, src *os.File, off, size int64) error {
+	var regions []span
+	for pos, end := off, off+size; pos < end; {
+		d, err := unix.Seek(int(src.Fd()), pos, unix.SEEK_DATA)
+		if err == unix.ENXIO {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("seeking data in backup: %w", err)
+		}
+		if d >= end {
+			break
+		}
+		h, err := unix.Seek(int(src.Fd()), d, unix.SEEK_HOLE)
+		if err != nil {
+			return fmt.Errorf("seeking hole in backup: %w", err)
+		}
+		h = min(h, end)
+		regions = append(regions, span{d, h - d})
+		pos = h
+	}
+	if err := dst.Truncate(size); err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for _, r := range regions {
+		for p, end := r.off, r.off+r.len; p < end; {
+			b := buf[:min(int64(len(buf)), end-p)]
+			n, err := preadFull(int(src.Fd()), b, p)
+			if err != nil {
+				return fmt.Errorf("reading backup: %w", err)
+			}
+			if err := pwriteFull(int(dst.Fd()), b[:n], p-off); err != nil {
+				return err
+			}
+			p += int64(n)
+		}
+	}
+	return nil
+}
+
+// readUmask returns the process's umask from /proc/self/status (Linux 4.7
+// and later; reading it with umask(2) would change it meanwhile for every
+// thread), or -1.
+func readUmask() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+				return int(m)
+			}
+		}
+	}
+	return -1
+}
+
+// pwriteFull writes all of b at offset off of file fd.
+func pwriteFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
 }
 
 // rawFD reads and writes a file descriptor directly: os.NewFile costs an

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -33,6 +34,7 @@ import (
 //     written (and synced) by Commit or Rollback before the directory goes.
 //     N is {"mode","uid","gid","rdev","atime":[s,ns],"mtime":[s,ns],
 //     "xattrs":[{"name","value"(base64)}],"link","data":[offset,length],
+//     "sparse":true (the file's holes are holes of the data range too),
 //     "kids":[{"name","node":N}]}. Paths, names and link targets are JSON
 //     strings when valid UTF-8, else {"base64":"..."}.
 //     A line counts only once complete (newline included) and valid; the
@@ -65,14 +67,15 @@ const (
 // crash tests, in a child process.
 var crashAfter int
 
-var crashCount int
+var crashCount atomic.Int64
 
 // changed marks a point right after a change to root (or a journal sync).
+// Apply's workers call it concurrently.
 func changed() {
 	if crashAfter <= 0 {
 		return
 	}
-	if crashCount++; crashCount == crashAfter {
+	if crashCount.Add(1) == int64(crashAfter) {
 		unix.Kill(unix.Getpid(), unix.SIGKILL)
 		for {
 			time.Sleep(time.Hour)
@@ -146,6 +149,7 @@ type jnode struct {
 	Xattrs []jxattr  `json:"xattrs,omitempty"`
 	Link   *text     `json:"link,omitempty"`
 	Data   *[2]int64 `json:"data,omitempty"`
+	Sparse bool      `json:"sparse,omitempty"`
 	Kids   []jkid    `json:"kids,omitempty"`
 }
 
@@ -170,7 +174,7 @@ func (n *node) MarshalJSON() ([]byte, error) {
 		l := text(n.link)
 		j.Link = &l
 	case unix.S_IFREG:
-		j.Data = &[2]int64{n.off, n.size}
+		j.Data, j.Sparse = &[2]int64{n.off, n.size}, n.sparse
 	}
 	for k, kid := range n.kids {
 		j.Kids = append(j.Kids, jkid{text(k), kid})
@@ -199,7 +203,7 @@ func (n *node) UnmarshalJSON(b []byte) error {
 		if j.Data == nil || j.Data[0] < 0 || j.Data[1] < 0 {
 			return errors.New("regular file without data range")
 		}
-		n.off, n.size = j.Data[0], j.Data[1]
+		n.off, n.size, n.sparse = j.Data[0], j.Data[1], j.Sparse
 	}
 	if n.mode&unix.S_IFMT == unix.S_IFDIR {
 		n.kids = make(map[string]*node, len(j.Kids))
@@ -361,6 +365,25 @@ func (j *journal) save(dirfd int, name string, full bool) (*node, error) {
 		}
 		src := os.NewFile(uintptr(fd), name)
 		defer src.Close()
+		var regions []span
+		if st.Blocks*512 < st.Size {
+			if regions, err = dataRegions(fd, st.Size); err != nil {
+				return nil, fmt.Errorf("backing up %s: %w", name, err)
+			}
+		}
+		if regions != nil {
+			// Sparse: its data regions go to the same offsets of a
+			// block-aligned range of the data file, whose holes stay holes.
+			n.off, n.size, n.sparse = (j.off+4095)&^4095, st.Size, true
+			if err := copyRanges(j.data, src, n.off, regions); err != nil {
+				return nil, fmt.Errorf("backing up %s: %w", name, err)
+			}
+			j.off = n.off + n.size
+			if _, err := j.data.Seek(j.off, io.SeekStart); err != nil {
+				return nil, err
+			}
+			break
+		}
 		n.off = j.off
 		// copy_file_range when both sides allow it.
 		n.size, err = io.Copy(j.data, src)

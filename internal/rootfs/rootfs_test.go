@@ -1,9 +1,12 @@
 package rootfs
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +67,9 @@ func mutate(t testing.TB, root string) {
 	write(t, p("d2f"), "now a file", 0o644)
 	must(t, unix.Lsetxattr(p("keep"), "user.y", []byte("dir xattr"), 0))
 	write(t, p("empty"), "", 0o444)
+	must(t, unix.Mkfifo(p("newdir/pipe"), 0o600))
+	must(t, unix.Chmod(p("newdir/pipe"), 0o620))
+	must(t, os.Lchown(p("newdir/pipe"), 99, 98))
 	write(t, p("ünï cödé\nname"), "odd name", 0o644)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	write(t, p("big"), string(big), 0o644)
@@ -83,7 +89,7 @@ func TestRoundTripOverlay(t *testing.T) {
 	must(t, err)
 	t.Logf("saved %+v, %d bytes", saved, archive.Len())
 	// Whiteouts: del.txt, gone. Opaque: repl, f2d (a dir made over a whiteout).
-	if saved.Whiteouts != 2 || saved.OpaqueDirs != 2 || saved.Symlinks != 1 {
+	if saved.Whiteouts != 2 || saved.OpaqueDirs != 2 || saved.Symlinks != 1 || saved.Fifos != 1 || saved.HardLinks != 1 {
 		t.Errorf("unexpected stats %+v", saved)
 	}
 	must(t, unix.Unmount(old, 0)) // the old incarnation is gone
@@ -101,10 +107,16 @@ func TestRoundTripOverlay(t *testing.T) {
 		t.Errorf("backup dir not empty after Commit: %v", ents)
 	}
 
-	// Without overlay: a plain copy of the image.
+	// Without overlay: a plain copy of the image, the archive read from a
+	// file (pread, sendfile for the large file).
 	plain := filepath.Join(dir, "plain")
 	copyTree(t, lower, plain)
-	u, _, err = Apply(plain, bytes.NewReader(archive.Bytes()), backup)
+	ap := filepath.Join(dir, "archive.tar")
+	must(t, os.WriteFile(ap, archive.Bytes(), 0o600))
+	af, err := os.Open(ap)
+	must(t, err)
+	defer af.Close()
+	u, _, err = Apply(plain, af, backup)
 	must(t, err)
 	sameTree(t, "plain dir after Apply", want, snapshot(t, plain, true))
 	must(t, u.Commit())
@@ -193,6 +205,20 @@ func TestTruncated(t *testing.T) {
 		}
 	}
 	t.Logf("%d cuts of a %d-byte archive", cuts, len(full))
+	// An archive file is read otherwise (pread, large files with
+	// sendfile): cut it in and around the big file's body too.
+	for _, cut := range []int{len(full) / 2, len(full) - 8192, len(full) - 2100, len(full) - 1600} {
+		p := filepath.Join(t.TempDir(), "cut.tar")
+		must(t, os.WriteFile(p, full[:cut], 0o600))
+		f, err := os.Open(p)
+		must(t, err)
+		_, _, err = Apply(root, f, backup)
+		f.Close()
+		if !errors.Is(err, ErrDamaged) {
+			t.Fatalf("file cut at %d of %d: err = %v, want ErrDamaged", cut, len(full), err)
+		}
+		sameTree(t, "after failed Apply from a file", before, snapshot(t, root, false))
+	}
 	// Directories present before keep their times through the rollbacks,
 	// except root itself (not compared by snapshot).
 	if d := diffTrees(beforeDirs, snapshot(t, root, true)); d != "" {
@@ -200,31 +226,115 @@ func TestTruncated(t *testing.T) {
 	}
 }
 
-func TestSaveRefusesSpecialFiles(t *testing.T) {
+// TestSaveSpecialFiles: device nodes (other than whiteouts) and overlay
+// features whose data is elsewhere are refused, naming the path, by Save and
+// Precheck alike; fifos are saved; sockets are skipped and counted.
+func TestSaveSpecialFiles(t *testing.T) {
 	requireRoot(t)
 	for _, tc := range []struct {
-		name string
-		make func(string) error
+		name   string
+		make   func(string) error
+		refuse bool
+		want   Stats
 	}{
-		{"fifo", func(p string) error { return unix.Mkfifo(p, 0o644) }},
-		{"device", func(p string) error { return unix.Mknod(p, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))) }},
-		{"socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o644, 0) }},
+		{"char device", func(p string) error { return unix.Mknod(p, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))) }, true, Stats{}},
+		{"block device", func(p string) error { return unix.Mknod(p, unix.S_IFBLK|0o644, int(unix.Mkdev(8, 0))) }, true, Stats{}},
 		{"redirect", func(p string) error {
 			must(t, os.Mkdir(p, 0o755))
 			return unix.Lsetxattr(p, "trusted.overlay.redirect", []byte("/elsewhere"), 0)
-		}},
+		}, true, Stats{}},
+		{"metacopy", func(p string) error {
+			write(t, p, "", 0o644)
+			return unix.Lsetxattr(p, "trusted.overlay.metacopy", nil, 0)
+		}, true, Stats{}},
+		{"fifo", func(p string) error { return unix.Mkfifo(p, 0o640) }, false, Stats{Files: 1, Dirs: 1, Bytes: 2, DataBytes: 2, Fifos: 1}},
+		{"socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o644, 0) }, false, Stats{Files: 1, Dirs: 1, Bytes: 2, DataBytes: 2, Sockets: 1}},
+		{"bound socket", func(p string) error {
+			fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			if err := unix.Bind(fd, &unix.SockaddrUnix{Name: p}); err != nil {
+				return err
+			}
+			return unix.Listen(fd, 1)
+		}, false, Stats{Files: 1, Dirs: 1, Bytes: 2, DataBytes: 2, Sockets: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			upper := t.TempDir()
 			write(t, filepath.Join(upper, "ok"), "ok", 0o644)
-			bad := filepath.Join(upper, "sub", "bad-"+tc.name)
+			bad := filepath.Join(upper, "sub", "bad-"+strings.ReplaceAll(tc.name, " ", "-"))
 			must(t, os.MkdirAll(filepath.Dir(bad), 0o755))
 			must(t, tc.make(bad))
-			_, err := Save(upper, &bytes.Buffer{})
-			if err == nil || !strings.Contains(err.Error(), bad) {
-				t.Fatalf("err = %v, want one naming %s", err, bad)
+			var b bytes.Buffer
+			st, err := Save(upper, &b)
+			plan, perr := Precheck(upper)
+			if !tc.refuse {
+				must(t, err)
+				must(t, perr)
+				if st != tc.want || plan.Stats != tc.want {
+					t.Fatalf("Save stats %+v, Precheck stats %+v, want %+v", st, plan.Stats, tc.want)
+				}
+				return
 			}
+			for what, err := range map[string]error{"Save": err, "Precheck": perr} {
+				if !errors.Is(err, ErrUnsaveable) || !strings.Contains(err.Error(), bad) {
+					t.Fatalf("%s: err = %v, want ErrUnsaveable naming %s", what, err, bad)
+				}
+			}
+			t.Log(err)
 		})
+	}
+}
+
+// TestSpecialFilesInArchive: a fifo becomes a TypeFifo entry with its mode,
+// owner and times, and Apply makes it again; a socket leaves no entry.
+func TestSpecialFilesInArchive(t *testing.T) {
+	requireRoot(t)
+	upper := t.TempDir()
+	fifo := filepath.Join(upper, "d", "fifo")
+	must(t, os.Mkdir(filepath.Dir(fifo), 0o755))
+	must(t, unix.Mkfifo(fifo, 0o600))
+	must(t, unix.Chmod(fifo, 0o2741))
+	must(t, os.Lchown(fifo, 1234, 5678))
+	must(t, os.Chtimes(fifo, time.Unix(1e9, 5), time.Unix(1.5e9, 123456789)))
+	must(t, unix.Mknod(filepath.Join(upper, "d", "sock"), unix.S_IFSOCK|0o755, 0))
+	var archive bytes.Buffer
+	st, err := Save(upper, &archive)
+	must(t, err)
+	if st.Fifos != 1 || st.Sockets != 1 || st.Dirs != 1 || st.Files != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	tr := tar.NewReader(bytes.NewReader(archive.Bytes()))
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		must(t, err)
+		names = append(names, fmt.Sprintf("%c %s", h.Typeflag, h.Name))
+		if h.Name == "d/fifo" && (h.Mode != 0o2741 || h.Uid != 1234 || h.Gid != 5678 || !h.ModTime.Equal(time.Unix(1.5e9, 123456789))) {
+			t.Errorf("fifo header %+v", h)
+		}
+	}
+	if want := "5 d/ 6 d/fifo g GlobalHead.0.0"; strings.Join(names, " ") != want {
+		t.Fatalf("entries %q, want %q", strings.Join(names, " "), want)
+	}
+	root := t.TempDir()
+	u, ast, err := Apply(root, bytes.NewReader(archive.Bytes()), t.TempDir())
+	must(t, err)
+	if ast.Fifos != 1 {
+		t.Errorf("Apply stats %+v", ast)
+	}
+	got := snapshot(t, root, false)
+	if want := snapshot(t, upper, false); got["d/fifo"] != want["d/fifo"] {
+		t.Fatalf("fifo: got %s, want %s", got["d/fifo"], want["d/fifo"])
+	}
+	must(t, u.Rollback())
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Fatalf("root after Rollback: %v", ents)
 	}
 }
 
@@ -266,5 +376,119 @@ func TestSaveOverlayMarkers(t *testing.T) {
 	}
 	if _, ok := got["notopaque/kept"]; !ok {
 		t.Error("non-opaque dir emptied")
+	}
+}
+
+// TestApplyOwners: files get the owner and group of the archive whoever
+// makes them: in a set-group-ID directory (which would give its group to a
+// new file) too, and in a directory the image already has.
+func TestApplyOwners(t *testing.T) {
+	requireRoot(t)
+	root := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(root, "kept"), 0o755))
+	must(t, os.Chown(filepath.Join(root, "kept"), 0, 66))
+	must(t, unix.Chmod(filepath.Join(root, "kept"), 0o2775))
+	file := func(name string, uid, gid int) entry {
+		e := reg(name, "x")
+		e.hdr.Uid, e.hdr.Gid = uid, gid
+		return e
+	}
+	sgid := mkdir("sgid/")
+	sgid.hdr.Mode, sgid.hdr.Gid = 0o2775, 55
+	kept := mkdir("kept/")
+	kept.hdr.Mode, kept.hdr.Gid = 0o2775, 66
+	ents := []entry{sgid, file("sgid/root", 0, 0), file("sgid/other", 7, 8), file("sgid/group", 0, 55),
+		kept, file("kept/root", 0, 0), file("plain", 0, 0), file("mine", 1000, 1000)}
+	u, _, err := Apply(root, bytes.NewReader(archive(t, len(ents), ents...)), t.TempDir())
+	must(t, err)
+	defer u.Commit()
+	for name, want := range map[string][2]uint32{"sgid/root": {0, 0}, "sgid/other": {7, 8}, "sgid/group": {0, 55},
+		"kept/root": {0, 0}, "plain": {0, 0}, "mine": {1000, 1000}} {
+		var st unix.Stat_t
+		must(t, unix.Lstat(filepath.Join(root, name), &st))
+		if st.Uid != want[0] || st.Gid != want[1] {
+			t.Errorf("%s: owner %d:%d, want %d:%d", name, st.Uid, st.Gid, want[0], want[1])
+		}
+	}
+}
+
+// TestApplyModes: files get the archive's mode whatever the umask and a
+// default ACL of their directory would make of it (Apply creates most files
+// with their mode, when neither changes it).
+func TestApplyModes(t *testing.T) {
+	requireRoot(t)
+	for _, umask := range []int{0o022, 0o027, 0} {
+		t.Run(fmt.Sprintf("umask %03o", umask), func(t *testing.T) {
+			old := unix.Umask(umask)
+			defer unix.Umask(old)
+			root := t.TempDir()
+			// A default ACL user::rwx group::--- other::--- (Linux's
+			// xattr form: version 2, then tag, perm, id entries).
+			acl := []byte{2, 0, 0, 0}
+			for _, e := range [][2]uint16{{0x01, 7}, {0x04, 0}, {0x20, 0}} {
+				acl = binary.LittleEndian.AppendUint16(acl, e[0])
+				acl = binary.LittleEndian.AppendUint16(acl, e[1])
+				acl = binary.LittleEndian.AppendUint32(acl, 0xffffffff)
+			}
+			must(t, os.Mkdir(filepath.Join(root, "acl"), 0o755))
+			if err := unix.Setxattr(filepath.Join(root, "acl"), "system.posix_acl_default", acl, 0); err != nil {
+				t.Skipf("no ACLs here: %v", err)
+			}
+			modes := []int64{0o644, 0o640, 0o755, 0o666, 0o777, 0o600, 0o4755, 0o1644, 0o444}
+			ents := []entry{mkdir("acl/"), mkdir("plain/")}
+			for _, d := range []string{"acl", "plain"} {
+				for _, m := range modes {
+					e := reg(fmt.Sprintf("%s/%04o", d, m), "x")
+					e.hdr.Mode = m
+					ents = append(ents, e)
+				}
+			}
+			u, _, err := Apply(root, bytes.NewReader(archive(t, len(ents), ents...)), t.TempDir())
+			must(t, err)
+			defer u.Commit()
+			for _, d := range []string{"acl", "plain"} {
+				for _, m := range modes {
+					var st unix.Stat_t
+					p := fmt.Sprintf("%s/%04o", d, m)
+					must(t, unix.Lstat(filepath.Join(root, p), &st))
+					if int64(st.Mode&0o7777) != m {
+						t.Errorf("%s: mode %04o", p, st.Mode&0o7777)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestSaveToFile: saving to a file (large files then go with sendfile)
+// writes the same archive as saving to anything else.
+func TestSaveToFile(t *testing.T) {
+	upper := t.TempDir()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<16+7) // 3 MiB and a bit
+	write(t, filepath.Join(upper, "a"), "small", 0o644)
+	write(t, filepath.Join(upper, "big"), string(big), 0o644)
+	sparse := sparseFile{"sparse", 64 << 20, []region{{4096, 3 << 20}, {40 << 20, 2<<20 + 100}}, true}
+	sparse.make(t, upper)
+	write(t, filepath.Join(upper, "z"), "after", 0o644)
+	// Access times that reading leaves alone (relatime), as the two
+	// archives must be the same.
+	for _, n := range []string{"a", "big", "sparse", "z"} {
+		must(t, os.Chtimes(filepath.Join(upper, n), time.Now().Add(time.Hour), time.Now().Add(-time.Hour)))
+	}
+	var want bytes.Buffer
+	wst, err := Save(upper, &want)
+	must(t, err)
+	p := filepath.Join(t.TempDir(), "a.tar")
+	f, err := os.Create(p)
+	must(t, err)
+	_, err = f.Write([]byte("prefix")) // Save writes from the file's offset
+	must(t, err)
+	st, err := Save(upper, f)
+	must(t, err)
+	must(t, f.Close())
+	got, err := os.ReadFile(p)
+	must(t, err)
+	if st != wst || !bytes.Equal(got, append([]byte("prefix"), want.Bytes()...)) {
+		t.Fatalf("archive written to a file differs (%d bytes, want %d; stats %+v, %+v)", len(got)-6, want.Len(), st, wst)
 	}
 }
