@@ -86,7 +86,7 @@ func (t *checkpointTx) precheck() error {
 		if err != nil {
 			return err
 		}
-		files = plan.Bytes
+		files = plan.ArchiveBytes
 	}
 	return t.a.checkRoom(t.pid, files)
 }
