@@ -29,6 +29,8 @@
 //	FAKECUDA_DEV     the fake CUDA process's device prefix: it opens PREFIX0, PREFIXctl,
 //	                 PREFIX-uvm and PREFIX-uvm-tools (created when missing), as /dev/nvidia*
 //	FAKECUDA_LIB     a file the fake CUDA process maps for good, as the driver's libcuda.so.1
+//	FAKERUNC_RESTORED set by the fake runc's restore: the fake CUDA process starts as one
+//	                 that CRIU restored with its CUDA state suspended (checkpointed, no device)
 //	FAKESMI_GPUS     the GPUs, "NAME:TOTAL_MIB[:FREE_MIB]" separated by ";" (default one
 //	                 "NVIDIA H200:143771"; free by default is total less what the fake
 //	                 processes hold, all on GPU 0)
