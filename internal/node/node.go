@@ -23,6 +23,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/tardis-runtime/tardis/internal/gpu"
 	"github.com/tardis-runtime/tardis/internal/lock"
 	"github.com/tardis-runtime/tardis/internal/runc"
 	"github.com/tardis-runtime/tardis/internal/store"
@@ -112,6 +113,11 @@ type Journal struct {
 	Runc *runc.Proc `json:"runc,omitempty"`
 	// RuncDone is set once that runc has exited (whatever its result).
 	RuncDone bool `json:"runc_done,omitempty"`
+	// CUDA are the host pids of the container's CUDA processes a checkpoint suspends,
+	// written before the first of them is touched; GPU is the suspend's record, once it is
+	// done (it goes into the manifest). While the container lives, they must be resumed.
+	CUDA []int           `json:"cuda,omitempty"`
+	GPU  *gpu.Checkpoint `json:"gpu,omitempty"`
 }
 
 const journalName = "op.json"
