@@ -83,7 +83,8 @@ func alive(pid int) bool {
 	return err == nil
 }
 
-// startTime is the process's start time in clock ticks since boot, "" if it is gone.
+// startTime is the process's start time in clock ticks since boot, "" if it is gone (a
+// zombie, which no parent has reaped yet, is gone too).
 func startTime(pid int) string {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
@@ -96,18 +97,22 @@ func startTime(pid int) string {
 		return ""
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
 		return ""
 	}
 	return f[19] // field 22 overall: 3 is f[0]
 }
 
 // load is the CUDA state of a live fake CUDA process; nil for any other process.
-func load(pid int) (*pstate, error) {
-	if dir() == "" {
+func load(pid int) (*pstate, error) { return loadIn(dir(), pid) }
+
+// loadIn is load with the state directory d.
+func loadIn(d string, pid int) (*pstate, error) {
+	if d == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(statePath(pid))
+	p := filepath.Join(d, strconv.Itoa(pid)+".json")
+	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -116,7 +121,7 @@ func load(pid int) (*pstate, error) {
 	}
 	var st pstate
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", statePath(pid), err)
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	if st.Start != startTime(pid) {
 		return nil, nil // a process that has gone, or another that took its pid

@@ -318,9 +318,8 @@ func TestNvidiaSMI(t *testing.T) {
 // with cuda-checkpoint's restore and unlock.
 func TestSpawnAndRestored(t *testing.T) {
 	w := newWorld(t)
-	t.Setenv("FAKECUDA_DIR", w.dir) // for Procs
 	parent := w.start("-mib", "64", "-spawn", "2")
-	ps := fakecuda.Procs()
+	ps := fakecuda.Procs(w.dir)
 	if len(ps) != 3 || ps[0].PID != parent {
 		t.Fatalf("processes %+v, want the parent %d then its 2 children", ps, parent)
 	}
@@ -335,9 +334,9 @@ func TestSpawnAndRestored(t *testing.T) {
 	if err := syscall.Kill(parent, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	for end := time.Now().Add(10 * time.Second); len(fakecuda.Procs()) > 0 && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+	for end := time.Now().Add(10 * time.Second); len(fakecuda.Procs(w.dir)) > 0 && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 	}
-	if left := fakecuda.Procs(); len(left) > 0 {
+	if left := fakecuda.Procs(w.dir); len(left) > 0 {
 		t.Fatalf("children left after the parent's SIGTERM: %+v", left)
 	}
 
@@ -350,8 +349,8 @@ func TestSpawnAndRestored(t *testing.T) {
 	}
 	check(t, "restore", w.cc("--action", "restore", "--pid", p), result{})
 	check(t, "unlock", w.cc("--action", "unlock", "--pid", p), result{})
-	if ps := fakecuda.Procs(); len(ps) != 1 || ps[0].State != "running" || ps[0].Devices != "open" || !w.holdsDevice(pid) {
+	if ps := fakecuda.Procs(w.dir); len(ps) != 1 || ps[0].State != "running" || ps[0].Devices != "open" || !w.holdsDevice(pid) {
 		t.Errorf("after the resume: %+v", ps)
 	}
-	fakecuda.KillAll() // the test's cleanup reaps it
+	fakecuda.KillAll(w.dir) // the test's cleanup reaps it
 }

@@ -18,24 +18,24 @@ type Proc struct {
 	start   uint64
 }
 
-// Procs are the live fake CUDA processes of $FAKECUDA_DIR, in the order they started (a
-// program's own processes before the children it started).
-func Procs() []Proc {
-	if dir() == "" {
+// Procs are the live fake CUDA processes of the state directory d ($FAKECUDA_DIR), in the
+// order they started (a program's own processes before the children it started).
+func Procs(d string) []Proc {
+	if d == "" {
 		return nil
 	}
-	matches, _ := filepath.Glob(filepath.Join(dir(), "*.json"))
+	matches, _ := filepath.Glob(filepath.Join(d, "*.json"))
 	var out []Proc
 	for _, m := range matches {
 		pid, err := strconv.Atoi(strings.TrimSuffix(filepath.Base(m), ".json"))
 		if err != nil {
 			continue
 		}
-		st, err := load(pid)
+		st, err := loadIn(d, pid)
 		if err != nil || st == nil {
 			continue
 		}
-		b, _ := os.ReadFile(ackPath(pid))
+		b, _ := os.ReadFile(filepath.Join(d, strconv.Itoa(pid)+".devices"))
 		start, _ := strconv.ParseUint(st.Start, 10, 64)
 		out = append(out, Proc{PID: pid, State: st.State, MiB: st.MiB, Devices: string(b), start: start})
 	}
@@ -48,9 +48,10 @@ func Procs() []Proc {
 	return out
 }
 
-// KillAll kills (SIGKILL) every live fake CUDA process of $FAKECUDA_DIR, for a test's end.
-func KillAll() {
-	for _, p := range Procs() {
+// KillAll kills (SIGKILL) every live fake CUDA process of the state directory d, for a
+// test's end.
+func KillAll(d string) {
+	for _, p := range Procs(d) {
 		_ = syscall.Kill(p.PID, syscall.SIGKILL)
 	}
 }
