@@ -158,7 +158,7 @@ func (t *checkpointTx) dump() error {
 	defer cancel()
 	err := t.a.runc.Checkpoint(ctx, t.sf.ID, runc.CheckpointOpts{ImagePath: t.pending.Images(), WorkPath: t.work,
 		Extra: t.a.cfg.CheckpointArgs, Started: func(p runc.Proc) {
-			t.journal.Runc = &p
+			t.journal.Runc, t.journal.Started = &p, time.Now().UTC()
 			if err := node.WriteJournal(t.work, t.journal); err != nil {
 				t.a.log.Warn("cannot journal the checkpoint's runc", err)
 			}
