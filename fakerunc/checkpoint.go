@@ -146,6 +146,12 @@ func (r *fakerunc) restore() error {
 		return fmt.Errorf("criu failed: type NOTIFY errno 0\nlog file: %s", log.name)
 	}
 	c.RestoredFrom = image
+	if wantsReal() && r.inv.Bool("detach") {
+		if err := r.startReal(c, c.env, image); err != nil {
+			log.printf("Error (fakerunc): %v", err)
+			return fmt.Errorf("criu failed: type RESTORE errno 0\nlog file: %s", log.name)
+		}
+	}
 	if err := r.save(c); err != nil {
 		return err
 	}

@@ -80,17 +80,24 @@ func (r *fakerunc) create() error {
 	if err := r.lock(); err != nil {
 		return err
 	}
-	_, err := r.createContainer()
+	_, err := r.createContainer(true)
 	if err != nil {
 		return fmt.Errorf("runc create failed: %w", err)
 	}
 	return nil
 }
 
-func (r *fakerunc) createContainer() (*container, error) {
+// createContainer makes a container in status created; with process, its process runs for
+// real when the environment asks for it (process.go).
+func (r *fakerunc) createContainer(process bool) (*container, error) {
 	c, err := r.newContainer(r.bundleArg())
 	if err != nil {
 		return nil, err
+	}
+	if process && wantsReal() {
+		if err := r.startReal(c, c.env, ""); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.save(c); err != nil {
 		return nil, err
@@ -104,7 +111,7 @@ func (r *fakerunc) runCmd() error {
 	if err := r.lock(); err != nil {
 		return err
 	}
-	c, err := r.createContainer()
+	c, err := r.createContainer(r.inv.Bool("detach"))
 	if err != nil {
 		return fmt.Errorf("runc run failed: %w", err)
 	}
@@ -220,6 +227,16 @@ func (r *fakerunc) kill() error {
 	if sig < 0 || sig > 64 {
 		return errors.New("unable to signal init: invalid argument")
 	}
+	if c.Real {
+		if c.Status == paused && sig != syscall.SIGKILL {
+			return nil
+		}
+		if c.signalReal(sig, r.inv.Bool("all")) {
+			c.Status, c.PausedFrom = stopped, ""
+			return r.save(c)
+		}
+		return nil
+	}
 	// A frozen process only dies of SIGKILL; other signals wait for the thaw.
 	if terminates(sig) && (c.Status != paused || sig == syscall.SIGKILL) {
 		c.Status, c.PausedFrom = stopped, ""
@@ -271,19 +288,26 @@ func (r *fakerunc) ps() error {
 	if err != nil {
 		return err
 	}
+	var pids []int // runc lists the cgroup's processes: none (null) once stopped
+	switch {
+	case c.Real:
+		pids = c.members()
+	case c.Status != stopped:
+		pids = []int{c.Pid}
+	}
 	format, _ := r.inv.Value("format")
 	switch format {
 	case "json":
-		if c.Status == stopped {
-			fmt.Println("null")
-		} else {
-			fmt.Printf("[%d]\n", c.Pid)
+		b, err := json.Marshal(pids)
+		if err != nil {
+			return err
 		}
+		fmt.Println(string(b))
 		return nil
 	case "table", "":
 		fmt.Println("UID        PID  PPID  C STIME TTY          TIME CMD")
-		if c.Status != stopped {
-			fmt.Printf("root     %5d     1  0 %s ?        00:00:00 %s\n", c.Pid,
+		for _, pid := range pids {
+			fmt.Printf("root     %5d     1  0 %s ?        00:00:00 %s\n", pid,
 				c.Created.Local().Format("15:04"), strings.Join(c.Args, " "))
 		}
 		return nil

@@ -1,6 +1,7 @@
 // Package fakerunc is a fake runc for scenario tests: it speaks runc 1.1.5's command line,
-// keeps container state on disk under --root, runs no process, writes fake CRIU images on
-// checkpoint, logs every call to $FAKERUNC_CALLS and injects faults from $FAKERUNC_FAULTS.
+// keeps container state on disk under --root, runs no process (unless
+// FAKERUNC_REAL_PROCESS=1: see process.go), writes fake CRIU images on checkpoint, logs
+// every call to $FAKERUNC_CALLS and injects faults from $FAKERUNC_FAULTS.
 // Its outputs, error texts and exit codes are runc 1.1.5's, checked against the real one.
 package fakerunc
 

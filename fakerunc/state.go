@@ -45,6 +45,12 @@ type container struct {
 	Args         []string          `json:"args,omitempty"`         // process.args of config.json
 	PausedFrom   string            `json:"pausedFrom,omitempty"`   // the status resume returns to
 	RestoredFrom string            `json:"restoredFrom,omitempty"` // the image restore read
+	// Real: the container's process runs for real (process.go); Start is the init's start
+	// time, so that a reused pid is never taken for it.
+	Real  bool   `json:"real,omitempty"`
+	Start string `json:"start,omitempty"`
+
+	env []string // process.env of config.json, for a real process
 }
 
 // stateOutput is runc's `state` JSON, fields in runc's order.
@@ -104,6 +110,9 @@ func (r *fakerunc) load(id string) (*container, error) {
 	if err := json.Unmarshal(b, c); err != nil {
 		return nil, fmt.Errorf("fakerunc: %s: %w", id, err)
 	}
+	if c.Real && c.Status != stopped && !c.alive() {
+		c.Status, c.PausedFrom = stopped, "" // its init has died
+	}
 	return c, nil
 }
 
@@ -119,7 +128,11 @@ func (r *fakerunc) save(c *container) error {
 	return writeFileAtomic(filepath.Join(r.dir(c.ID), "state.json"), b)
 }
 
-func (r *fakerunc) destroy(c *container) error { return os.RemoveAll(r.dir(c.ID)) }
+// destroy removes the container; a real one's processes are killed first.
+func (r *fakerunc) destroy(c *container) error {
+	c.killReal()
+	return os.RemoveAll(r.dir(c.ID))
+}
 
 func writeFileAtomic(name string, b []byte) error {
 	tmp := name + ".tmp"
@@ -194,6 +207,7 @@ func owner(dir string) string {
 type spec struct {
 	Process struct {
 		Args []string `json:"args"`
+		Env  []string `json:"env"`
 	} `json:"process"`
 	Root struct {
 		Path string `json:"path"`
@@ -250,7 +264,7 @@ func (r *fakerunc) newContainer(bundle string) (*container, error) {
 		return nil, err
 	}
 	return &container{ID: id, Pid: pid, Status: created, Bundle: bundle, Rootfs: rootfs,
-		Created: time.Now().UTC(), Annotations: s.Annotations, Args: s.Process.Args}, nil
+		Created: time.Now().UTC(), Annotations: s.Annotations, Args: s.Process.Args, env: s.Process.Env}, nil
 }
 
 // bundleArg is the --bundle value as given (runc's chdir error names it so).

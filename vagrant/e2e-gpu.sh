@@ -338,8 +338,8 @@ EOF
 if [ -x "$TARDIS" ]; then
 	probe=$("$TARDIS" --root "$root" list 2>&1 >/dev/null || true)
 	if grep -q 'unknown setting' <<<"$probe"; then
-		dry || die "this tardis does not know the GPU settings (GPU support not wired in yet): $probe"
-		echo "DRY: this tardis does not know the GPU settings yet: $probe"
+		dry || die "this tardis is older than its GPU support (make gpu-carry again): $probe"
+		echo "DRY: this tardis is older than its GPU support: $probe"
 	fi
 fi
 
@@ -374,7 +374,7 @@ if dry; then
 	say "DRY: what a real run does (TARDIS_CONFIG=$TARDIS_CONFIG, PATH=$work/bin:...)"
 	cat <<-EOF
 		+ $TARDIS --root $root --log $work/run1.log --log-format json run -d --bundle $bundle $id1 </dev/null >/dev/null 2>&1   # fresh; wait for $data/status
-		+ $TARDIS --root $root kill $id1 TERM      # checkpoint published at $work/checkpoints/$KEY/current
+		+ $TARDIS --root $root kill $id1 TERM      # checkpoint published at $work/checkpoints/default/$KEY/current
 		+ $TARDIS --root $root delete $id1
 		+ $TARDIS --root $root --log $work/run2.log --log-format json run -d --bundle $bundle $id2 </dev/null >/dev/null 2>&1   # restored; the count goes on
 		+ $RUNC --root $root kill $id2 KILL; $RUNC --root $root delete --force $id2   # cleanup, no checkpoint
@@ -405,11 +405,14 @@ t0=$(now_ns)
 "$TARDIS" --root "$root" kill "$id1" TERM
 t1=$(now_ns)
 kill_time=$(secs "$t0" "$t1")
-ckpt=$(readlink "$work/checkpoints/$KEY/current" || true)
+ckpt=$(readlink "$work/checkpoints/default/$KEY/current" || true)
 [ -n "$ckpt" ] || die "no checkpoint published for $KEY"
 stopped=$(count)
-ckpt_size=$(du -sh "$work/checkpoints/$KEY/$ckpt" | cut -f1)
-echo "checkpoint $ckpt ($ckpt_size); stopped at count $stopped"
+ckpt_size=$(du -sh "$work/checkpoints/default/$KEY/$ckpt" | cut -f1)
+# The manifest's GPU side (driver, model, what each CUDA process held): present exactly
+# when the container had CUDA state.
+gpu_side=$(grep -o '"gpu_model": *"[^"]*"\|"total_bytes": *[0-9]*' "$work/checkpoints/default/$KEY/$ckpt/manifest.json" | paste -sd ' ' - || true)
+echo "checkpoint $ckpt ($ckpt_size); stopped at count $stopped; GPU side: ${gpu_side:-none}"
 sleep 1
 [ "$(count)" = "$stopped" ] || die "the count moved after the stop: $(count) (was $stopped)"
 "$TARDIS" --root "$root" delete "$id1"
@@ -449,6 +452,11 @@ check "counted on from $stopped (first count seen after the restore: $first_afte
 check "the same process (token $token1 before, $token2 after)" [ "$token1" = "$token2" ]
 intact() { [ "$verdict" = OK ] && [ "$bad" = 0 ]; }
 check "the tensor intact (last check $verdict, $bad BAD lines)" intact
+if [ "$NOGPU" = 1 ]; then
+	check "no GPU side in the manifest (${gpu_side:-none})" [ -z "$gpu_side" ]
+else
+	check "the manifest records the GPU side ($gpu_side)" [ -n "$gpu_side" ]
+fi
 
 say "timings ($(uname -n), $GIB GiB$([ "$NOGPU" = 1 ] && echo ', NOGPU'))"
 printf '%-58s %10s\n' "step" "seconds"

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,18 +16,27 @@ import (
 	"github.com/tardis-runtime/tardis/internal/scenario"
 )
 
-// The test binary is also tardis, the fake runc and a fake criu (see package scenario).
+// The test binary is also tardis, the fake runc, a fake criu and the fake GPU tools (see
+// package scenario).
 func TestMain(m *testing.M) {
-	scenario.Main(m, scenario.Programs())
+	programs := scenario.Programs()
+	maps.Copy(programs, scenario.GPUPrograms())
+	scenario.Main(m, programs)
 }
 
 func TestScenarios(t *testing.T) {
 	cmds := scenario.Cmds()
+	maps.Copy(cmds, scenario.GPUCmds())
 	cmds["sameasrunc"] = cmdSameAsRunc
 	testscript.Run(t, testscript.Params{
 		Dir:           "../../testdata/scripts",
 		UpdateScripts: os.Getenv("UPDATE_SCRIPTS") == "1",
-		Setup:         scenario.Setup,
+		Setup: func(e *testscript.Env) error {
+			if err := scenario.Setup(e); err != nil {
+				return err
+			}
+			return scenario.GPUSetup(e)
+		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "realrunc" {
 				_, err := os.Stat("/usr/sbin/runc")

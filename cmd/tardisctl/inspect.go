@@ -16,6 +16,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg"
+	"github.com/tardis-runtime/tardis/internal/gpu"
 	"github.com/tardis-runtime/tardis/internal/optin"
 	"github.com/tardis-runtime/tardis/internal/rootfs"
 	"github.com/tardis-runtime/tardis/internal/state"
@@ -29,7 +30,8 @@ func init() {
 		summary: `Shows one checkpoint: the key's current one, or the checkpoint directory DIR (an
 absolute path, e.g. a set-aside one). Prints its manifest (key, container,
 created, the node it was made on, rootfs kind and statistics, network
-filesystem, file count and size, timings), the process tree in its CRIU images,
+filesystem, the GPU side: driver, GPU model and count, and what each CUDA
+process held on the GPU; file count and size, timings), the process tree in its CRIU images,
 CRIU's dump statistics (freezing_time, frozen_time, memdump_time, memwrite_time
 in microseconds; pages_scanned, pages_written), and, when a container on this
 node was restored from the key, that restore's statistics (forking_time,
@@ -197,6 +199,12 @@ func printInspect(w io.Writer, o *inspectOut, now time.Time) {
 		kv.row("  cpu flags:", fmt.Sprintf("%d", len(m.Node.CPUFlags)))
 		kv.row("rootfs:", orDash(m.Rootfs)+rootfsStats(m.RootfsStats))
 		kv.row("networkfs:", orDash(m.NetworkFS))
+		kv.row("gpu:", gpuText(m.GPU))
+		if m.GPU != nil {
+			for _, p := range m.GPU.Processes {
+				kv.row("  process:", fmt.Sprintf("pid %d (%s) held %s", p.PID, p.Comm, humanSize(int64(p.Bytes))))
+			}
+		}
 		kv.row("files:", fmt.Sprintf("%d (%s)", o.FileCount, humanSize(m.Size())))
 		kv.row("signed:", map[bool]string{true: "yes", false: "no"}[m.Signature != ""])
 		kv.row("timings_ms:", timings(m.Timings))
@@ -275,6 +283,15 @@ func printStats(w io.Writer, stats any, indent ...string) {
 		t.row(fmt.Sprintf("%s%v", pre, k), fmt.Sprintf("%v", v))
 	}
 	_ = t.flush()
+}
+
+// gpuText is the GPU side of a checkpoint on one line: "-" when it holds no CUDA state.
+func gpuText(g *gpu.Checkpoint) string {
+	if g == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d x %s, driver %s; %d CUDA processes held %s", g.GPUCount, orDash(g.GPUModel),
+		orDash(g.Driver), len(g.Processes), humanSize(int64(g.TotalBytes)))
 }
 
 // identityText is what a checkpoint's container runs, on one line.

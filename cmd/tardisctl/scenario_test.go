@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,11 +13,12 @@ import (
 	"github.com/tardis-runtime/tardis/internal/scenario"
 )
 
-// The test binary is also tardisctl, tardis, the fake runc and a fake criu: testscript
-// puts them on the scenarios' PATH, so that the scenarios make real state by driving
-// tardis over the fake runc and then look at it with tardisctl.
+// The test binary is also tardisctl, tardis, the fake runc, a fake criu and the fake GPU
+// tools: testscript puts them on the scenarios' PATH, so that the scenarios make real
+// state by driving tardis over the fake runc and then look at it with tardisctl.
 func TestMain(m *testing.M) {
 	programs := scenario.Programs()
+	maps.Copy(programs, scenario.GPUPrograms())
 	programs["tardisctl"] = func() {
 		c := &cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now, node: thisNode}
 		os.Exit(c.main(os.Args[1:]))
@@ -26,14 +28,20 @@ func TestMain(m *testing.M) {
 
 func TestScenarios(t *testing.T) {
 	cmds := scenario.Cmds()
+	maps.Copy(cmds, scenario.GPUCmds())
 	cmds["jsonvalid"] = cmdJSONValid
 	cmds["backdate"] = cmdBackdate
 	cmds["agecheckpoint"] = cmdAgeCheckpoint
 	testscript.Run(t, testscript.Params{
 		Dir:           "../../testdata/tardisctl",
 		UpdateScripts: os.Getenv("UPDATE_SCRIPTS") == "1",
-		Setup:         scenario.Setup,
-		Cmds:          cmds,
+		Setup: func(e *testscript.Env) error {
+			if err := scenario.Setup(e); err != nil {
+				return err
+			}
+			return scenario.GPUSetup(e)
+		},
+		Cmds: cmds,
 	})
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tardis-runtime/tardis/internal/bundle"
 	"github.com/tardis-runtime/tardis/internal/deadline"
+	"github.com/tardis-runtime/tardis/internal/gpu"
 	"github.com/tardis-runtime/tardis/internal/optin"
 	"github.com/tardis-runtime/tardis/internal/store"
 )
@@ -29,8 +31,10 @@ func init() {
 the checkpoint directory DIR, an absolute path): every directory and file as
 tardis writes them (no symlink, owned by this user, no access for others),
 exactly the files its manifest lists at their recorded sizes, its tenant and
-key, its signature and digests when this node signs, the CRIU images, and this
-node's architecture, CRIU version and CPU features. With --bundle, also what a
+key, its signature and digests when this node signs, the CRIU images, this
+node's architecture, CRIU version and CPU features, and for a checkpoint with
+CUDA state, GPU support and this node's GPUs (driver branch, model, count, free
+memory, from nvidia-smi). With --bundle, also what a
 create of that bundle would check first: that the container is of the
 checkpoint's tenant and runs the same (image, command, working directory,
 user). Prints "ok" or why not, naming the check; exits 0 when the checkpoint
@@ -56,7 +60,8 @@ type validateOut struct {
 	Valid  bool       `json:"valid"`
 	Check  string     `json:"check,omitempty"` // which check refused it
 	Error  string     `json:"error,omitempty"`
-	Node   store.Node `json:"node"` // this node's facts, as checked
+	Node   store.Node `json:"node"`          // this node's facts, as checked
+	GPU    *gpu.Node  `json:"gpu,omitempty"` // this node's GPUs, when the checkpoint holds CUDA state
 }
 
 func runValidate(c *cli, opts any, args []string) error {
@@ -71,13 +76,16 @@ func runValidate(c *cli, opts any, args []string) error {
 		return c.store().Validate(ck, node)
 	})
 	check := ""
+	var gpus *gpu.Node
 	if err != nil {
 		check = checkOf(err)
+	} else if gpus, err = c.gpuFits(m.GPU); err != nil {
+		check, err = "gpu", fmt.Errorf("%w: %w", store.ErrInvalid, err)
 	} else if o.bundle != "" {
 		check, err = c.sameContainer(m, o.bundle, o.root)
 	}
 	out := validateOut{Tenant: t.ref.Tenant, Key: t.ref.Key, Name: t.entry.Name, Dir: t.entry.Dir, Valid: err == nil,
-		Check: check, Node: node}
+		Check: check, Node: node, GPU: gpus}
 	if err != nil {
 		out.Error = err.Error()
 	}
@@ -94,6 +102,26 @@ func runValidate(c *cli, opts any, args []string) error {
 		return silent{exitNotValid}
 	}
 	return nil
+}
+
+// gpuFits is a restore's GPU check: CUDA state needs GPU support on and this node's GPUs
+// (which it returns, when asked) able to take it.
+func (c *cli) gpuFits(rec *gpu.Checkpoint) (*gpu.Node, error) {
+	if rec == nil || len(rec.Processes) == 0 {
+		return nil, nil
+	}
+	g := gpu.New(c.cfg.Config)
+	if !g.Enabled() {
+		return nil, fmt.Errorf("gpu: the checkpoint holds the CUDA state of %d processes, this node cannot resume it: %w",
+			len(rec.Processes), gpu.ErrDisabled)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeouts.Validate.Duration)
+	defer cancel()
+	n, err := g.Node(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("this node's GPUs: %w", err)
+	}
+	return n, n.Fits(rec)
 }
 
 // checkOf names the check that refused a checkpoint, from its error.

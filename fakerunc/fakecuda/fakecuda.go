@@ -29,6 +29,8 @@
 //	FAKECUDA_DEV     the fake CUDA process's device prefix: it opens PREFIX0, PREFIXctl,
 //	                 PREFIX-uvm and PREFIX-uvm-tools (created when missing), as /dev/nvidia*
 //	FAKECUDA_LIB     a file the fake CUDA process maps for good, as the driver's libcuda.so.1
+//	FAKERUNC_RESTORED set by the fake runc's restore: the fake CUDA process starts as one
+//	                 that CRIU restored with its CUDA state suspended (checkpointed, no device)
 //	FAKESMI_GPUS     the GPUs, "NAME:TOTAL_MIB[:FREE_MIB]" separated by ";" (default one
 //	                 "NVIDIA H200:143771"; free by default is total less what the fake
 //	                 processes hold, all on GPU 0)
@@ -81,7 +83,8 @@ func alive(pid int) bool {
 	return err == nil
 }
 
-// startTime is the process's start time in clock ticks since boot, "" if it is gone.
+// startTime is the process's start time in clock ticks since boot, "" if it is gone (a
+// zombie, which no parent has reaped yet, is gone too).
 func startTime(pid int) string {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
@@ -94,18 +97,22 @@ func startTime(pid int) string {
 		return ""
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
 		return ""
 	}
 	return f[19] // field 22 overall: 3 is f[0]
 }
 
 // load is the CUDA state of a live fake CUDA process; nil for any other process.
-func load(pid int) (*pstate, error) {
-	if dir() == "" {
+func load(pid int) (*pstate, error) { return loadIn(dir(), pid) }
+
+// loadIn is load with the state directory d.
+func loadIn(d string, pid int) (*pstate, error) {
+	if d == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(statePath(pid))
+	p := filepath.Join(d, strconv.Itoa(pid)+".json")
+	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -114,7 +121,7 @@ func load(pid int) (*pstate, error) {
 	}
 	var st pstate
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", statePath(pid), err)
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	if st.Start != startTime(pid) {
 		return nil, nil // a process that has gone, or another that took its pid

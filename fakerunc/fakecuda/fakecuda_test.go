@@ -312,3 +312,45 @@ func TestNvidiaSMI(t *testing.T) {
 		t.Errorf("a bad field: %+v", got)
 	}
 }
+
+// TestSpawnAndRestored: -spawn makes a program of several CUDA processes; one started as
+// the fake runc's restore starts it is checkpointed, holds no device, and comes back
+// with cuda-checkpoint's restore and unlock.
+func TestSpawnAndRestored(t *testing.T) {
+	w := newWorld(t)
+	parent := w.start("-mib", "64", "-spawn", "2")
+	ps := fakecuda.Procs(w.dir)
+	if len(ps) != 3 || ps[0].PID != parent {
+		t.Fatalf("processes %+v, want the parent %d then its 2 children", ps, parent)
+	}
+	for _, p := range ps {
+		if p.State != "running" || p.MiB != 64 || p.Devices != "open" || !w.holdsDevice(p.PID) {
+			t.Errorf("process %+v does not run holding its devices", p)
+		}
+	}
+	if got := w.run("nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"); strings.Count(got.stdout, ", 64\n") != 3 {
+		t.Errorf("nvidia-smi lists %q", got.stdout)
+	}
+	if err := syscall.Kill(parent, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(10 * time.Second); len(fakecuda.Procs(w.dir)) > 0 && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+	}
+	if left := fakecuda.Procs(w.dir); len(left) > 0 {
+		t.Fatalf("children left after the parent's SIGTERM: %+v", left)
+	}
+
+	w.env = append(w.env, "FAKERUNC_RESTORED=/images")
+	pid := w.start("-mib", "32")
+	p := strconv.Itoa(pid)
+	check(t, "restored state", w.cc("--get-state", "--pid", p), result{stdout: "checkpointed\n"})
+	if w.holdsDevice(pid) {
+		t.Error("a restored process holds its devices before its resume")
+	}
+	check(t, "restore", w.cc("--action", "restore", "--pid", p), result{})
+	check(t, "unlock", w.cc("--action", "unlock", "--pid", p), result{})
+	if ps := fakecuda.Procs(w.dir); len(ps) != 1 || ps[0].State != "running" || ps[0].Devices != "open" || !w.holdsDevice(pid) {
+		t.Errorf("after the resume: %+v", ps)
+	}
+	fakecuda.KillAll(w.dir) // the test's cleanup reaps it
+}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/afero"
+
+	"github.com/tardis-runtime/tardis/internal/gpu"
 )
 
 // DefaultPath is read when TARDIS_CONFIG is not set; a missing file there means defaults.
@@ -87,6 +89,28 @@ type Config struct {
 	// one) is removed by tardis's own sweep; 0 keeps them until tardisctl gc.
 	CheckpointExpiry Age      `toml:"checkpoint_expiry"` // TARDIS_CHECKPOINT_EXPIRY
 	Timeouts         Timeouts `toml:"timeouts"`
+	// The GPU settings (package gpu documents each), top-level in the file, the limits in a
+	// [gpu] table:
+	//
+	//	cuda_checkpoint  TARDIS_CUDA_CHECKPOINT   NVIDIA's cuda-checkpoint (a path, or a name
+	//	                                          on PATH). Unset: GPU support is off, and a
+	//	                                          container whose processes hold the GPU is not
+	//	                                          checkpointed (the stop is done as asked, with
+	//	                                          a warning), nor is a checkpoint with CUDA
+	//	                                          state restored.
+	//	nvidia_smi       TARDIS_NVIDIA_SMI        nvidia-smi ("nvidia-smi" on PATH)
+	//	gpu.lock         TARDIS_GPU_LOCK_TIMEOUT  how long cuda-checkpoint waits for a process's
+	//	                                          CUDA calls under way to finish (10s)
+	//	gpu.base         TARDIS_GPU_BASE_TIMEOUT  every GPU step's fixed allowance (10s)
+	//	gpu.suspend_rate TARDIS_GPU_SUSPEND_RATE  GPU to host, for the suspend's deadline (1.6GB/s)
+	//	gpu.resume_rate  TARDIS_GPU_RESUME_RATE   host to GPU, for the resume's deadline (6GB/s)
+	//	gpu.safety       TARDIS_GPU_SAFETY        multiplies the time the bytes take (3)
+	//	gpu.query        TARDIS_GPU_QUERY_TIMEOUT nvidia-smi and cuda-checkpoint --get-state (10s)
+	//
+	// A step that copies a process's GPU memory is killed after gpu.base + gpu.safety x its
+	// bytes / the rate; a lock after gpu.lock + gpu.base. These deadlines are per process and
+	// apart from timeouts.checkpoint and timeouts.restore, which bound runc alone.
+	gpu.Config
 }
 
 // Timeouts bound every step that can hang.
@@ -115,6 +139,7 @@ func Default() Config {
 			NetworkFS:  Duration{5 * time.Second},
 			Lock:       Duration{30 * time.Second},
 		},
+		Config: gpu.DefaultConfig(),
 	}
 }
 
@@ -192,6 +217,9 @@ func applyEnv(c *Config, getenv func(string) string) error {
 		c.NetworkFSRoots = filepath.SplitList(v)
 	}
 	var errs []error
+	if err := c.Config.ApplyEnv(getenv); err != nil {
+		errs = append(errs, err)
+	}
 	if v := getenv("TARDIS_TENANT_BY_RUNC_ROOT"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -228,6 +256,11 @@ func (c *Config) check() error {
 			errs = append(errs, fmt.Errorf("config: networkfs_roots: %q is not a clean absolute path other than /", p))
 		}
 	}
+	for name, p := range map[string]string{"cuda_checkpoint": c.CudaCheckpoint, "nvidia_smi": c.NvidiaSMI} {
+		if strings.Contains(p, "/") && !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("config: %s %q is neither an absolute path nor a name on PATH", name, p))
+		}
+	}
 	if c.SigningKey != "" && !filepath.IsAbs(c.SigningKey) {
 		errs = append(errs, fmt.Errorf("config: signing_key %q is not an absolute path", c.SigningKey))
 	}
@@ -235,7 +268,7 @@ func (c *Config) check() error {
 		errs = append(errs, fmt.Errorf("config: tenant %q is not a safe name (letters, digits, _ . -; at most 64)", c.Tenant))
 	}
 	errs = append(errs, checkArgs("checkpoint_args", c.CheckpointArgs, checkpointArgs),
-		checkArgs("restore_args", c.RestoreArgs, restoreArgs))
+		checkArgs("restore_args", c.RestoreArgs, restoreArgs), c.Config.Check())
 	for name, p := range map[string]string{
 		"checkpoint_root": c.CheckpointRoot, "state_dir": c.StateDir, "work_dir": c.WorkDir,
 		"log_file": c.LogFile,

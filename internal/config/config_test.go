@@ -49,6 +49,40 @@ restore = "45s"
 	}
 }
 
+// The GPU settings are top-level (cuda_checkpoint, nvidia_smi) and a [gpu] table, each with
+// its variable, as package gpu defines them.
+func TestLoadGPUSettings(t *testing.T) {
+	fs := afero.NewMemMapFs()
+	_ = afero.WriteFile(fs, "/etc/t.toml", []byte(`
+cuda_checkpoint = "/usr/local/bin/cuda-checkpoint"
+[gpu]
+lock = "5s"
+suspend_rate = "1GB/s"
+`), 0o644)
+	c, err := Load(fs, "/etc/t.toml", true, env(map[string]string{
+		"TARDIS_NVIDIA_SMI": "/usr/local/nvidia/bin/nvidia-smi", "TARDIS_GPU_SAFETY": "2",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.CudaCheckpoint = "/usr/local/bin/cuda-checkpoint"
+	want.NvidiaSMI = "/usr/local/nvidia/bin/nvidia-smi"
+	want.GPU.Lock.Duration = 5 * time.Second
+	want.GPU.SuspendRate = 1e9
+	want.GPU.Safety = 2
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("config differs (-want +got):\n%s", diff)
+	}
+	if Default().CudaCheckpoint != "" || !c.Config.Enabled() {
+		t.Error("GPU support must be off by default and on once cuda_checkpoint is set")
+	}
+	c, err = Load(fs, DefaultPath, false, env(map[string]string{"TARDIS_CUDA_CHECKPOINT": "cuda-checkpoint"}))
+	if err != nil || c.CudaCheckpoint != "cuda-checkpoint" {
+		t.Errorf("a name on PATH: %q, %v", c.CudaCheckpoint, err)
+	}
+}
+
 func TestLoadErrorsStillGiveDefaults(t *testing.T) {
 	for name, tt := range map[string]struct {
 		file, msg string
@@ -62,6 +96,11 @@ func TestLoadErrorsStillGiveDefaults(t *testing.T) {
 		"bad env duration":   {env: map[string]string{"TARDIS_RESTORE_TIMEOUT": "x"}, msg: "TARDIS_RESTORE_TIMEOUT"},
 		"missing explicit":   {explicit: true, msg: "file does not exist"},
 		"wrong type setting": {file: `checkpoint_on = "TERM"`, msg: "toml:"},
+		"unknown gpu limit":  {file: "[gpu]\nlok = \"1s\"", msg: "unknown setting gpu.lok"},
+		"zero gpu rate":      {file: "[gpu]\nsuspend_rate = \"0GB/s\"", msg: "rate"},
+		"gpu safety under 1": {env: map[string]string{"TARDIS_GPU_SAFETY": "0.5"}, msg: "gpu.safety 0.5"},
+		"bad gpu env":        {env: map[string]string{"TARDIS_GPU_LOCK_TIMEOUT": "soon"}, msg: "TARDIS_GPU_LOCK_TIMEOUT"},
+		"relative tool path": {file: `cuda_checkpoint = "bin/cuda-checkpoint"`, msg: "neither an absolute path nor a name on PATH"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			fs := afero.NewMemMapFs()
@@ -72,7 +111,7 @@ func TestLoadErrorsStillGiveDefaults(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.msg)
 			}
-			if c.StateDir != Default().StateDir || c.Timeouts.Restore != Default().Timeouts.Restore {
+			if c.StateDir != Default().StateDir || c.Timeouts.Restore != Default().Timeouts.Restore || c.CudaCheckpoint != "" {
 				t.Errorf("on error Load must return defaults, got %+v", c)
 			}
 		})

@@ -23,6 +23,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/tardis-runtime/tardis/internal/gpu"
 	"github.com/tardis-runtime/tardis/internal/lock"
 	"github.com/tardis-runtime/tardis/internal/runc"
 	"github.com/tardis-runtime/tardis/internal/store"
@@ -98,11 +99,14 @@ func (p Paths) Ops(r store.Ref, op string) ([]string, error) {
 // anything that can outlive it, so that the next operation on the key can tell what a
 // tardis that died left behind: which container, which checkpoint, which runc.
 type Journal struct {
-	Op      string    `json:"op"`
-	ID      string    `json:"id"`
-	Root    string    `json:"root"` // runc's --root
-	Bundle  string    `json:"bundle"`
-	Rootfs  string    `json:"rootfs"`
+	Op     string `json:"op"`
+	ID     string `json:"id"`
+	Root   string `json:"root"` // runc's --root
+	Bundle string `json:"bundle"`
+	Rootfs string `json:"rootfs"`
+	// Started is when the operation started; for a checkpoint, once its runc has started,
+	// when that runc started (the checkpoint deadline counts from there, not from the
+	// suspend of its CUDA processes before it).
 	Started time.Time `json:"started"`
 	// Checkpoint is the checkpoint restored from (restore) or the pending directory the dump
 	// goes to (checkpoint); Claim is a restore's claim link.
@@ -112,6 +116,11 @@ type Journal struct {
 	Runc *runc.Proc `json:"runc,omitempty"`
 	// RuncDone is set once that runc has exited (whatever its result).
 	RuncDone bool `json:"runc_done,omitempty"`
+	// CUDA are the host pids of the container's CUDA processes a checkpoint suspends,
+	// written before the first of them is touched; GPU is the suspend's record, once it is
+	// done (it goes into the manifest). While the container lives, they must be resumed.
+	CUDA []int           `json:"cuda,omitempty"`
+	GPU  *gpu.Checkpoint `json:"gpu,omitempty"`
 }
 
 const journalName = "op.json"

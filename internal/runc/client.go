@@ -176,10 +176,10 @@ func (c *Client) Forward(args []string, stdio Stdio) (int, error) {
 
 // call is one command tardis builds.
 type call struct {
-	args    []string // after the global options
-	stdio   Stdio
-	logFile string // runc's own JSON log, in place of the caller's --log (read back on failure)
-	withLog bool   // keep the caller's --log/--log-format (a call on the caller's stderr)
+	args       []string // after the global options
+	stdio      Stdio
+	logFile    string // runc's own JSON log, in place of the caller's --log (read back on failure)
+	withLog    bool   // keep the caller's --log/--log-format (a call on the caller's stderr)
 	path       string // prepended to PATH
 	started    func(Proc)
 	atDeadline func()
@@ -262,6 +262,24 @@ func (c *Client) State(ctx context.Context, id string) (*State, error) {
 		return nil, fmt.Errorf("runc state %s: %w", id, err)
 	}
 	return &st, nil
+}
+
+// Ps is `runc ps --format json ID`: the host pids of every process of the container (its
+// cgroup's), none when it has stopped; ErrNotExist when runc does not know the container.
+func (c *Client) Ps(ctx context.Context, id string) ([]int, error) {
+	out, err := c.run(ctx, call{args: []string{"ps", "--format", "json", id}})
+	var ee *ExitError
+	if errors.As(err, &ee) && strings.Contains(ee.Stderr, "does not exist") {
+		return nil, fmt.Errorf("runc ps %s: %w", id, ErrNotExist)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	if err := json.Unmarshal(out, &pids); err != nil {
+		return nil, fmt.Errorf("runc ps %s: %w", id, err)
+	}
+	return pids, nil
 }
 
 // CheckpointOpts are the options of `runc checkpoint` tardis uses.

@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -74,5 +75,33 @@ func TestLastError(t *testing.T) {
 		if got := lastError(in); got != want {
 			t.Errorf("lastError(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestPs reads `runc ps --format json` as runc writes it: a list of host pids, null for a
+// container with no process left, and "does not exist" for one it does not know.
+func TestPs(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "runc")
+	script := `#!/bin/sh
+[ "$1 $2 $3" = "ps --format json" ] || { echo "unexpected: $*" >&2; exit 2; }
+case $4 in
+a) echo '[4242,4250]' ;;
+b) echo 'null' ;;
+*) echo 'time="2026-11-30T10:00:00Z" level=error msg="container does not exist"' >&2; exit 1 ;;
+esac
+`
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{Path: p}
+	ctx := context.Background()
+	if pids, err := c.Ps(ctx, "a"); err != nil || len(pids) != 2 || pids[0] != 4242 || pids[1] != 4250 {
+		t.Errorf("Ps(a) = %v, %v", pids, err)
+	}
+	if pids, err := c.Ps(ctx, "b"); err != nil || len(pids) != 0 {
+		t.Errorf("Ps(b) = %v, %v", pids, err)
+	}
+	if _, err := c.Ps(ctx, "c"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("Ps(c) = %v, want ErrNotExist", err)
 	}
 }

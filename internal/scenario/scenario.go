@@ -26,8 +26,9 @@ import (
 
 // Programs are the programs the test binary plays, for testscript.Main. They are all links
 // to one file, so the scenarios' tardis knows itself by name rather than by inode. In the
-// environment, TARDIS_TEST_CRASH_AT makes tardis kill itself at that crash point, and
-// TARDIS_TEST_HANG_STAT makes Stat of that path hang (a dead network filesystem).
+// environment, TARDIS_TEST_CRASH_AT makes tardis kill itself at that crash point,
+// TARDIS_TEST_HANG_STAT makes Stat of that path hang (a dead network filesystem), and
+// FAKECUDA_DEV is where tardis looks for GPU devices (the fake CUDA processes' ones).
 func Programs() map[string]func() {
 	return map[string]func(){
 		"tardis": func() {
@@ -44,6 +45,7 @@ func Programs() map[string]func() {
 			if p := os.Getenv("TARDIS_TEST_HANG_STAT"); p != "" {
 				env.FS = hangingFs{Fs: env.FS, path: p}
 			}
+			env.GPUDevPrefix = os.Getenv("FAKECUDA_DEV")
 			os.Exit(tardis.Main(env))
 		},
 		"runc": func() { os.Exit(fakerunc.Main()) },

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg"
+	"github.com/tardis-runtime/tardis/internal/gpu"
 	"github.com/tardis-runtime/tardis/internal/optin"
 	"github.com/tardis-runtime/tardis/internal/rootfs"
 )
@@ -34,13 +35,16 @@ type Manifest struct {
 	Node        Node           `json:"node"`
 	// Rootfs says how the container's files were saved: "overlay" (the upper directory's
 	// changes are in rootfs.tar) or "in-place" (a plain directory rootfs, used as it is).
-	Rootfs      string             `json:"rootfs"`
-	RootfsStats *rootfs.Stats      `json:"rootfs_stats,omitempty"`
-	NetworkFS   string             `json:"networkfs,omitempty"`
-	GPU         json.RawMessage    `json:"gpu,omitempty"`
-	Files       []File             `json:"files"`
-	DumpStats   *criuimg.DumpStats `json:"dump_stats,omitempty"`
-	Timings     map[string]float64 `json:"timings_ms,omitempty"`
+	Rootfs      string        `json:"rootfs"`
+	RootfsStats *rootfs.Stats `json:"rootfs_stats,omitempty"`
+	NetworkFS   string        `json:"networkfs,omitempty"`
+	// GPU is the container's CUDA state, suspended before the dump: the node's driver and
+	// GPUs, and what each CUDA process held on the GPU (nil when it held none). A restore
+	// needs GPU support on and a node that can take it (gpu.Node.Fits).
+	GPU       *gpu.Checkpoint    `json:"gpu,omitempty"`
+	Files     []File             `json:"files"`
+	DumpStats *criuimg.DumpStats `json:"dump_stats,omitempty"`
+	Timings   map[string]float64 `json:"timings_ms,omitempty"`
 	// Signature is the HMAC-SHA256 (hex) of the manifest with this field empty, when the
 	// store that wrote it signs (see sign.go).
 	Signature string `json:"signature,omitempty"`
@@ -63,14 +67,28 @@ type Node struct {
 	CPUFlags    []string `json:"cpu_flags"`
 }
 
-// manifestVersion 2: tenants, identities and signatures.
-const manifestVersion = 2
+// manifestVersion 2: tenants, identities and signatures. gpuManifestVersion 3: the same
+// with CUDA state (GPU), written only for a checkpoint that has some, so that a tardis
+// that knows nothing of the GPU refuses it (by its version) rather than restore a
+// container whose CUDA processes it would leave suspended.
+const (
+	manifestVersion    = 2
+	gpuManifestVersion = 3
+)
+
+// versionOf is the version a manifest is written with.
+func versionOf(m *Manifest) int {
+	if m.GPU != nil {
+		return gpuManifestVersion
+	}
+	return manifestVersion
+}
 
 // maxManifest bounds what is read of a manifest (it lists files, not contents).
 const maxManifest = 16 << 20
 
 func writeManifest(p string, m *Manifest) error {
-	m.Version = manifestVersion
+	m.Version = versionOf(m)
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
@@ -122,8 +140,8 @@ func (s Store) Validate(c *Checkpoint, node Node) (*Manifest, error) {
 		return nil, err
 	}
 	switch {
-	case m.Version != manifestVersion:
-		return m, fmt.Errorf("%w: manifest version %d, want %d", ErrInvalid, m.Version, manifestVersion)
+	case m.Version != versionOf(m):
+		return m, fmt.Errorf("%w: manifest version %d, want %d", ErrInvalid, m.Version, versionOf(m))
 	case m.Tenant != c.Tenant:
 		return m, fmt.Errorf("%w: manifest is of tenant %q, not %q", ErrInvalid, m.Tenant, c.Tenant)
 	case m.Key != c.Key:

@@ -180,7 +180,7 @@ func (p *Pending) Publish(m *Manifest) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Version, m.Tenant, m.Key, m.Files = manifestVersion, p.Tenant, p.Key, files
+	m.Version, m.Tenant, m.Key, m.Files = versionOf(m), p.Tenant, p.Key, files
 	if err := p.store.sign(p.Dir, m); err != nil {
 		return nil, err
 	}

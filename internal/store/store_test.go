@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg/criuimgtest"
+	"github.com/tardis-runtime/tardis/internal/gpu"
 	"github.com/tardis-runtime/tardis/internal/optin"
 )
 
@@ -96,6 +97,36 @@ func TestPublishReplacesAndValidates(t *testing.T) {
 	})
 }
 
+// A checkpoint with CUDA state is written as version 3, so that a tardis without GPU
+// support refuses it by its version; dropping the state from it is refused too.
+func TestPublishGPU(t *testing.T) {
+	s := newStore(t)
+	p, err := s.Begin(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := criuimgtest.WriteFake(p.Images(), criuimgtest.FakeProcess{Pid: 1, Threads: 1, Pages: 2, Comm: "sh"}); err != nil {
+		t.Fatal(err)
+	}
+	rec := &gpu.Checkpoint{Driver: "580.159.04", GPUModel: "NVIDIA H200", GPUCount: 1, TotalBytes: 1 << 30,
+		Processes: []gpu.Process{{PID: 4242, NSPID: 1, Comm: "python3", Bytes: 1 << 30}}}
+	c, err := p.Publish(&Manifest{ContainerID: "c", Created: time.Now(), Node: node, Rootfs: "in-place", GPU: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Validate(c, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Version != 3 || m.GPU == nil || m.GPU.Processes[0].Comm != "python3" || m.GPU.TotalBytes != 1<<30 {
+		t.Fatalf("manifest version %d, GPU %+v", m.Version, m.GPU)
+	}
+	rewriteManifest(t, c, func(m *Manifest) { m.GPU = nil })
+	if _, err := s.Validate(c, node); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "manifest version 3, want 2") {
+		t.Fatalf("a version 3 manifest without its CUDA state: %v", err)
+	}
+}
+
 func TestValidateRefuses(t *testing.T) {
 	for name, tt := range map[string]struct {
 		damage func(t *testing.T, c *Checkpoint)
@@ -140,6 +171,9 @@ func TestValidateRefuses(t *testing.T) {
 			os.Chmod(filepath.Join(c.Images(), "inventory.img"), 0o644)
 		}, msg: "group or others may read"},
 		"a directory others may enter": {damage: func(t *testing.T, c *Checkpoint) { os.Chmod(c.Images(), 0o755) }, msg: "mode 0755"},
+		"CUDA state under version 2": {damage: func(t *testing.T, c *Checkpoint) {
+			rewriteManifest(t, c, func(m *Manifest) { m.GPU = &gpu.Checkpoint{Driver: "580.159.04"} })
+		}, msg: "manifest version 2, want 3"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := newStore(t)

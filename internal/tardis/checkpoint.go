@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg"
+	"github.com/tardis-runtime/tardis/internal/gpu"
 	"github.com/tardis-runtime/tardis/internal/node"
 	"github.com/tardis-runtime/tardis/internal/rootfs"
 	"github.com/tardis-runtime/tardis/internal/runc"
@@ -22,12 +23,16 @@ import (
 // has done is recorded in the transaction, so that one rollback undoes exactly that:
 //
 //	precheck  what can be known before the dump: the writable layer holds nothing that
-//	          cannot be saved, and the checkpoint root has room for the images and files.
-//	          A failure here leaves the container untouched: the signal is delivered as
-//	          asked and it shuts down gracefully.
+//	          cannot be saved, the container's CUDA processes (gpu.go) can be suspended,
+//	          and the checkpoint root has room for the images and files. A failure here
+//	          leaves the container untouched: the signal is delivered as asked and it shuts
+//	          down gracefully.
 //	begin     a pending checkpoint, the work directory and its journal, and the state
 //	          file's mark that tardis is stopping the container (from here on its end is
 //	          tardis's, never "ended on its own")
+//	suspend   each CUDA process suspended (journalled first), under the GPU deadlines; the
+//	          room checked again (what came off the GPU is now memory CRIU writes). From
+//	          here on, a failure that leaves the container alive resumes them.
 //	dump      `runc checkpoint` under a deadline. If the deadline or an error cut it short
 //	          after CRIU had written complete images, those are kept (and the container is
 //	          ended if CRIU left it alive): a complete dump is never thrown away.
@@ -47,6 +52,10 @@ type checkpointTx struct {
 	gone    bool // the container's processes are gone (runc checkpoint ended them)
 	stats   *rootfs.Stats
 	timings map[string]float64
+
+	fileBytes int64           // the writable layer's changes
+	cuda      []gpu.Process   // the container's CUDA processes
+	gpu       *gpu.Checkpoint // their suspend's record
 }
 
 // run runs the steps and reports whether the container's processes are gone (checkpointed,
@@ -60,6 +69,7 @@ func (t *checkpointTx) run() bool {
 	}{
 		{"precheck", t.precheck},
 		{"prepare", t.begin},
+		{"suspend CUDA", t.suspend},
 		{"runc checkpoint", t.dump},
 		{"save container files", t.files},
 		{"publish", func() error { return t.publish(start) }},
@@ -80,15 +90,19 @@ func (t *checkpointTx) precheck() error {
 		return err
 	}
 	t.kind, t.upper = kind, upper
-	var files int64
 	if kind == "overlay" {
 		plan, err := rootfs.Precheck(upper)
 		if err != nil {
 			return err
 		}
-		files = plan.ArchiveBytes
+		t.fileBytes = plan.ArchiveBytes
 	}
-	return t.a.checkRoom(t.pid, files)
+	if t.a.mayHoldGPU(t.pid) {
+		if t.cuda, err = t.a.findCUDA(t.a.runc, t.sf.ID); err != nil {
+			return err
+		}
+	}
+	return t.a.checkRoom(t.pid, t.fileBytes)
 }
 
 func (t *checkpointTx) begin() error {
@@ -112,6 +126,32 @@ func (t *checkpointTx) begin() error {
 	return nil
 }
 
+// suspend suspends the container's CUDA processes, having journalled them, so that a
+// tardis that dies from here on leaves them to be resumed by the next operation on the key.
+func (t *checkpointTx) suspend() error {
+	if len(t.cuda) == 0 {
+		return nil
+	}
+	since := time.Now()
+	defer func() { t.timings["gpu_suspend"] = ms(time.Since(since)) }()
+	for _, p := range t.cuda {
+		t.journal.CUDA = append(t.journal.CUDA, p.PID)
+	}
+	if err := node.WriteJournal(t.work, t.journal); err != nil {
+		return err
+	}
+	rec, err := t.a.gpu().Suspend(t.a.ctx, t.cuda)
+	if err != nil {
+		return err // what it had suspended it resumed
+	}
+	t.gpu, t.journal.GPU = rec, rec
+	if err := node.WriteJournal(t.work, t.journal); err != nil {
+		return err
+	}
+	t.a.crash("checkpoint:after-suspend")
+	return t.a.checkRoom(t.pid, t.fileBytes)
+}
+
 func (t *checkpointTx) dump() error {
 	since := time.Now()
 	defer func() { t.timings["runc_checkpoint"] = ms(time.Since(since)) }()
@@ -119,7 +159,7 @@ func (t *checkpointTx) dump() error {
 	defer cancel()
 	err := t.a.runc.Checkpoint(ctx, t.sf.ID, runc.CheckpointOpts{ImagePath: t.pending.Images(), WorkPath: t.work,
 		Extra: t.a.cfg.CheckpointArgs, Started: func(p runc.Proc) {
-			t.journal.Runc = &p
+			t.journal.Runc, t.journal.Started = &p, time.Now().UTC()
 			if err := node.WriteJournal(t.work, t.journal); err != nil {
 				t.a.log.Warn("cannot journal the checkpoint's runc", err)
 			}
@@ -174,7 +214,8 @@ func (t *checkpointTx) publish(start time.Time) error {
 	}
 	t.timings["total"] = ms(time.Since(start))
 	m := &store.Manifest{ContainerID: t.sf.ID, Created: time.Now().UTC(), Node: a.thisNode(),
-		Rootfs: t.kind, RootfsStats: t.stats, NetworkFS: t.sf.NetworkFS, DumpStats: dumpStats, Timings: t.timings}
+		Rootfs: t.kind, RootfsStats: t.stats, NetworkFS: t.sf.NetworkFS, GPU: t.gpu, DumpStats: dumpStats,
+		Timings: t.timings}
 	if t.sf.Identity != nil {
 		m.Identity = *t.sf.Identity
 	}
@@ -199,11 +240,20 @@ func (t *checkpointTx) publish(start time.Time) error {
 	return nil
 }
 
-// rollback discards the pending checkpoint and the work directory, and reports whether the
-// container's processes are gone all the same. A container left frozen by a dump that died
-// or hung is thawed, so that the signal the caller asked for lands.
+// rollback wakes a container the checkpoint left alive (thawed if a dump that died or hung
+// left it frozen, so that the signal the caller asked for lands; its CUDA processes
+// resumed if they were suspended), discards the pending checkpoint and the work directory,
+// and reports whether the container's processes are gone all the same.
 func (t *checkpointTx) rollback(err error) bool {
 	a := t.a
+	var werr error
+	if !t.gone {
+		var cuda []int
+		if t.gpu != nil { // else nothing is suspended (a failed suspend resumed what it had)
+			cuda = t.journal.CUDA
+		}
+		werr = a.wake(a.runc, t.sf.ID, cuda, t.gpu)
+	}
 	var cleanup []error
 	if t.pending != nil {
 		if derr := t.pending.Discard(); derr != nil {
@@ -223,12 +273,8 @@ func (t *checkpointTx) rollback(err error) bool {
 		return true
 	}
 	a.log.Warn("checkpoint failed; carrying on as asked", err)
-	if st, serr := a.state(t.sf.ID); serr == nil && st.Status == runc.Paused {
-		ctx, cancel := a.bounded(statusTimeout)
-		defer cancel()
-		if rerr := a.runc.Resume(ctx, t.sf.ID); rerr != nil {
-			a.log.Warn("cannot resume the container after the failed checkpoint", rerr)
-		}
+	if werr != nil {
+		a.log.Warn("cannot bring the container back as it was before the failed checkpoint", werr)
 	}
 	if _, serr := a.state(t.sf.ID); errors.Is(serr, runc.ErrNotExist) {
 		return true // runc ended it (a dump that failed late)

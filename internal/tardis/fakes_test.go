@@ -23,13 +23,17 @@ import (
 
 // fakeRunc is runc in memory: containers with a status, a call log, and faults per verb.
 // Checkpoint writes real-format CRIU images (criuimgtest) and ends the container, as runc
-// does; Restore makes a running container.
+// does; Restore makes a running container. With start set, a running container's process
+// is real: start runs it (restored: as a restore brings it back) and returns its pid and
+// how to end it; Ps lists it; Checkpoint, Kill and Delete end it.
 type fakeRunc struct {
 	mu         *sync.Mutex
 	root       string
 	containers map[string]*runc.State // by root + "/" + id
 	calls      *[]string
 	faults     map[string]fault
+	start      func(id string, restored bool) (pid int, end func())
+	ends       map[int]func() // by pid
 }
 
 // fault is what a verb does instead of its work.
@@ -42,7 +46,34 @@ type fault struct {
 
 func newFakeRunc() *fakeRunc {
 	return &fakeRunc{mu: &sync.Mutex{}, root: state.DefaultRoot, containers: map[string]*runc.State{},
-		calls: &[]string{}, faults: map[string]fault{}}
+		calls: &[]string{}, faults: map[string]fault{}, ends: map[int]func(){}}
+}
+
+// spawn gives a new running container its pid: a real process's with start, else pid.
+func (f *fakeRunc) spawn(id string, restored bool, pid int) int {
+	if f.start == nil {
+		return pid
+	}
+	p, end := f.start(id, restored)
+	f.mu.Lock()
+	f.ends[p] = end
+	f.mu.Unlock()
+	return p
+}
+
+// end ends a container's real process, if it has one.
+func (f *fakeRunc) end(id string) {
+	st := f.get(id)
+	if st == nil {
+		return
+	}
+	f.mu.Lock()
+	end := f.ends[st.Pid]
+	delete(f.ends, st.Pid)
+	f.mu.Unlock()
+	if end != nil {
+		end()
+	}
 }
 
 func (f *fakeRunc) record(format string, a ...any) {
@@ -106,12 +137,14 @@ func (f *fakeRunc) Exec(args []string) error {
 			if a == "run" {
 				status = runc.Running
 			}
-			f.put(&runc.State{ID: id, Pid: 4242, Status: status})
+			f.put(&runc.State{ID: id, Pid: f.spawn(id, false, 4242), Status: status})
 			return nil
 		case "delete":
+			f.end(args[len(args)-1])
 			f.put(&runc.State{ID: args[len(args)-1]})
 			return nil
 		case "kill":
+			f.end(args[i+1])
 			if st := f.get(args[i+1]); st != nil {
 				c := *st
 				c.Status = runc.Stopped
@@ -126,6 +159,7 @@ func (f *fakeRunc) Exec(args []string) error {
 func (f *fakeRunc) Forward(args []string, _ runc.Stdio) (int, error) {
 	f.record("forward %s", strings.Join(args, " "))
 	if len(args) > 0 && strings.Contains(strings.Join(args, " "), "delete") {
+		f.end(args[len(args)-1])
 		f.put(&runc.State{ID: args[len(args)-1]})
 	}
 	return 0, nil
@@ -144,6 +178,21 @@ func (f *fakeRunc) State(ctx context.Context, id string) (*runc.State, error) {
 	return &c, nil
 }
 
+func (f *fakeRunc) Ps(ctx context.Context, id string) ([]int, error) {
+	f.record("ps %s", id)
+	if done, err := f.apply(ctx, "ps"); done {
+		return nil, err
+	}
+	st := f.get(id)
+	if st == nil {
+		return nil, fmt.Errorf("runc ps %s: %w", id, runc.ErrNotExist)
+	}
+	if st.Status == runc.Stopped {
+		return nil, nil
+	}
+	return []int{st.Pid}, nil
+}
+
 func (f *fakeRunc) Checkpoint(ctx context.Context, id string, o runc.CheckpointOpts) error {
 	f.record("checkpoint %s", id)
 	if o.Started != nil {
@@ -157,6 +206,7 @@ func (f *fakeRunc) Checkpoint(ctx context.Context, id string, o runc.CheckpointO
 	}
 	ft := f.faults["checkpoint"]
 	if !ft.leaveRunning {
+		f.end(id)
 		f.put(&runc.State{ID: id})
 	}
 	if ft.hang {
@@ -177,7 +227,7 @@ func (f *fakeRunc) Restore(ctx context.Context, id string, o runc.RestoreOpts) e
 	if _, err := os.Stat(filepath.Join(o.ImagePath, "inventory.img")); err != nil {
 		return err
 	}
-	f.put(&runc.State{ID: id, Pid: 4343, Status: runc.Running})
+	f.put(&runc.State{ID: id, Pid: f.spawn(id, true, 4343), Status: runc.Running})
 	return nil
 }
 
@@ -186,12 +236,14 @@ func (f *fakeRunc) Delete(ctx context.Context, id string, force bool) error {
 	if done, err := f.apply(ctx, "delete"); done {
 		return err
 	}
+	f.end(id)
 	f.put(&runc.State{ID: id})
 	return nil
 }
 
 func (f *fakeRunc) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
 	f.record("kill %s %d", id, sig)
+	f.end(id)
 	if st := f.get(id); st != nil {
 		c := *st
 		c.Status = runc.Stopped
@@ -255,6 +307,10 @@ type world struct {
 	runc   *fakeRunc
 	fs     afero.Fs
 	stderr *os.File
+	// environ is added to the process environment tardis hands its tools (the fake GPU's
+	// variables); devPrefix is where tardis looks for GPU devices.
+	environ   []string
+	devPrefix string
 }
 
 func newWorld(t *testing.T) *world {
@@ -318,7 +374,8 @@ func (w *world) tardis(args ...string) int {
 		FS: w.fs, IsSelf: func(string) bool { return false },
 		Mountinfo: "/proc/self/mountinfo", CPUInfo: "/proc/cpuinfo",
 		Runc: w.runc, CRIU: fakeCRIU{},
-		Inline: true,
+		Inline:  true,
+		Environ: append(os.Environ(), w.environ...), GPUDevPrefix: w.devPrefix,
 	}
 	return Main(env)
 }

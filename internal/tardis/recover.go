@@ -25,9 +25,10 @@ import (
 //     restore of the checkpoint must never run beside it); the rootfs is put back from the
 //     undo journal; the claim on the checkpoint is given back.
 //   - an interrupted checkpoint: its runc is given until the checkpoint deadline to finish,
-//     then stopped; a complete dump is published (with the container's files) if the
-//     container has ended, and discarded otherwise (the container still runs: the stop
-//     that follows checkpoints it again).
+//     then stopped; a container that still lives gets back the CUDA processes it had
+//     suspended; a complete dump is published (with the container's files and CUDA state)
+//     if the container has ended, and discarded otherwise (the container still runs: the
+//     stop that follows checkpoints it again).
 func (a *app) recoverKey(r store.Ref) {
 	for _, op := range []string{node.OpRestore, node.OpCheckpoint} {
 		dirs, err := a.paths.Ops(r, op)
@@ -109,6 +110,11 @@ func (a *app) recoverCheckpoint(r store.Ref, dir string) error {
 			runc.Terminate(*j.Runc, grace)
 		}
 	}
+	if len(j.CUDA) > 0 {
+		if err := a.wake(a.inRoot(j.Root), j.ID, j.CUDA, j.GPU); err != nil {
+			a.log.Warn("cannot resume the CUDA processes of an interrupted checkpoint", err, "container", j.ID)
+		}
+	}
 	if j.Checkpoint == "" {
 		return nil
 	}
@@ -147,7 +153,8 @@ func (a *app) recoverCheckpoint(r store.Ref, dir string) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("save the files of an interrupted checkpoint: %w", err), p.Discard())
 	}
-	m := &store.Manifest{ContainerID: j.ID, Created: time.Now().UTC(), Node: a.thisNode(), Rootfs: kind, RootfsStats: stats}
+	m := &store.Manifest{ContainerID: j.ID, Created: time.Now().UTC(), Node: a.thisNode(), Rootfs: kind, RootfsStats: stats,
+		GPU: j.GPU}
 	if sf, err := a.states.Read(j.Root, j.ID); err == nil {
 		m.NetworkFS = sf.NetworkFS
 		if sf.Identity != nil {

@@ -23,11 +23,13 @@ import (
 // steps run in order; what each has done is recorded in the transaction, so that one
 // rollback undoes exactly that, whichever step failed:
 //
-//	validate  the checkpoint as it is on disk, against this node
+//	validate  the checkpoint as it is on disk, against this node (its GPUs too, when it
+//	          holds CUDA state)
 //	prepare   the work directory and its journal (what the next operation on the key
 //	          needs to clean up after a tardis that died from here on)
 //	files     the saved files into the new rootfs, with an undo journal
 //	restore   `runc restore --detach` on the caller's stdio, under a deadline
+//	resume    the restored container's CUDA processes resumed, under the GPU deadlines
 //	commit    the undo journal dropped, the checkpoint retired, the state file updated
 type restoreTx struct {
 	a  *app
@@ -56,6 +58,7 @@ func (t *restoreTx) run() bool {
 		{"prepare", t.prepare},
 		{"restore files", t.files},
 		{"runc restore", t.restore},
+		{"resume CUDA", t.resume},
 	} {
 		if err := s.do(); err != nil {
 			t.rollback(fmt.Errorf("%s: %w", s.name, err))
@@ -71,6 +74,8 @@ func (t *restoreTx) step(name string, since time.Time) { t.timings[name] = ms(ti
 func (t *restoreTx) validate() error {
 	since := time.Now()
 	defer t.step("validate", since)
+	ctx, cancel := t.a.bounded(t.a.cfg.Timeouts.Validate.Duration)
+	defer cancel()
 	m, err := deadline.Run(t.a.cfg.Timeouts.Validate.Duration, func() (*store.Manifest, error) {
 		return t.a.store.Validate(t.ck, t.a.thisNode())
 	})
@@ -79,6 +84,9 @@ func (t *restoreTx) validate() error {
 	}
 	if d := m.Identity.Diff(t.st.Identity); d != nil {
 		return fmt.Errorf("%w: the checkpoint is of another container: %s", store.ErrInvalid, strings.Join(d, "; "))
+	}
+	if err := t.a.gpuFits(ctx, m.GPU); err != nil {
+		return fmt.Errorf("%w: %w", store.ErrInvalid, err)
 	}
 	t.m = m
 	t.a.crash("restore:after-validate")
@@ -163,6 +171,25 @@ func (t *restoreTx) restore() error {
 	}
 	t.a.crash("restore:after-runc")
 	return nil
+}
+
+// resume resumes the CUDA processes of the restored container: its host pids are runc's
+// (a restore keeps only the pids inside the container), the memory each held the
+// manifest's.
+func (t *restoreTx) resume() error {
+	if t.m.GPU == nil || len(t.m.GPU.Processes) == 0 {
+		return nil
+	}
+	since := time.Now()
+	defer t.step("gpu_resume", since)
+	ctx, cancel := t.a.bounded(statusTimeout)
+	pids, err := t.a.runc.Ps(ctx, t.sf.ID)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("the restored container's processes: %w", err)
+	}
+	_, err = t.a.gpu().Resume(t.a.ctx, pids, t.m.GPU)
+	return err
 }
 
 // commit makes the restore final: the rootfs changes stay, the checkpoint is consumed, the

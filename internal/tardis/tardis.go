@@ -11,7 +11,8 @@
 //
 // The files: create.go (create, run, start, a client's own restore), restore.go (the
 // restore transaction), stop.go (kill and delete: one stop path), checkpoint.go (the
-// checkpoint transaction), recover.go (what a tardis that died left behind).
+// checkpoint transaction), gpu.go (a container's CUDA state around both), recover.go
+// (what a tardis that died left behind).
 package tardis
 
 import (
@@ -61,6 +62,9 @@ type Env struct {
 	// Inline runs tardis's background work (removing a retired checkpoint, the expiry
 	// sweep) in this process, at once, rather than in a detached tardis (tests).
 	Inline bool
+	// GPUDevPrefix starts the path of every GPU device node ("" means /dev/nvidia): a
+	// container holds the GPU when a process has one open or mapped (tests use fakes).
+	GPUDevPrefix string
 }
 
 // OS is the real environment. A caller that gives no PATH (Podman runs the runtime with an
@@ -83,6 +87,7 @@ type Runc interface {
 	Exec(args []string) error                             // replace tardis with runc (returns only on failure)
 	Forward(args []string, stdio runc.Stdio) (int, error) // run the caller's command as a child
 	State(ctx context.Context, id string) (*runc.State, error)
+	Ps(ctx context.Context, id string) ([]int, error) // host pids of the container's processes
 	Checkpoint(ctx context.Context, id string, o runc.CheckpointOpts) error
 	Restore(ctx context.Context, id string, o runc.RestoreOpts) error
 	Delete(ctx context.Context, id string, force bool) error
