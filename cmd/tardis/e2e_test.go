@@ -38,6 +38,9 @@ import (
 //	                       (vagrant/install.sh --with-containerd2); or a folder that holds
 //	                       containerd, containerd-shim-runc-v2 and ctr
 //
+// TARDIS_E2E_CGROUP2=1 runs the runc scripts in a mount namespace whose /sys/fs/cgroup
+// is cgroup v2 (see e2e_cgroup2_test.go); the containerd ones skip there.
+//
 // A runc or containerd asked for by name that is not there fails the test; only the
 // defaults, when missing, skip it (or its containerd scripts). The containerd's folder
 // comes first on PATH after the real runc and CRIU, so that containerd starts its own
@@ -59,7 +62,7 @@ import (
 // later it is empty: those run the `criu` on their PATH (1.4 and later reject `--criu`).
 // PATH leads to the real runc and CRIU (the fake ones of the scenario suite are taken
 // off it). Conditions: [containerd], [containerd2] (containerd 2.x), [runc-criu-option]
-// (runc < 1.2). Everything a script starts (containers under its runc roots, mounts,
+// (runc < 1.2), [cgroup2] (/sys/fs/cgroup is cgroup v2). Everything a script starts (containers under its runc roots, mounts,
 // containerd and its shims, background programs) is removed at its end, also when it
 // fails.
 func TestE2E(t *testing.T) {
@@ -72,11 +75,18 @@ func TestE2E(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the end-to-end suite needs root (runc and CRIU run containers for real)")
 	}
+	cgroup2Tier, outer := e2eCgroup2(t) // e2e_cgroup2_test.go
+	if outer {
+		return // the tier ran in its own mount namespace
+	}
 	tools, reason := findE2ETools()
 	if msg, ok := strings.CutPrefix(reason, e2eFatal); ok {
 		t.Fatal(msg)
 	} else if reason != "" {
 		t.Skip(reason)
+	}
+	if cgroup2Tier {
+		tools.containerd, tools.ctr, tools.containerdDir, tools.containerdVersion = "", "", "", ""
 	}
 	bin := t.TempDir()
 	tools.tardis = filepath.Join(bin, "tardis")
@@ -355,6 +365,8 @@ func e2eParams(tl e2eTools) testscript.Params {
 				return tl.containerd2(), nil
 			case "runc-criu-option":
 				return tl.runcTakesCriu(), nil
+			case "cgroup2":
+				return isCgroup2("/sys/fs/cgroup"), nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
