@@ -62,9 +62,9 @@ import (
 // later it is empty: those run the `criu` on their PATH (1.4 and later reject `--criu`).
 // PATH leads to the real runc and CRIU (the fake ones of the scenario suite are taken
 // off it). Conditions: [containerd], [containerd2] (containerd 2.x), [runc-criu-option]
-// (runc < 1.2), [cgroup2] (/sys/fs/cgroup is cgroup v2). Everything a script starts (containers under its runc roots, mounts,
-// containerd and its shims, background programs) is removed at its end, also when it
-// fails.
+// (runc < 1.2), [cgroup2] (/sys/fs/cgroup is cgroup v2). Everything a script starts
+// (containers under its runc roots, mounts, containerd and its shims, background
+// programs) is removed at its end, also when it fails.
 func TestE2E(t *testing.T) {
 	if os.Getenv("TARDIS_E2E") != "1" {
 		t.Skip("the real end-to-end suite runs only with TARDIS_E2E=1 (as root, with runc, CRIU, busybox-static and containerd: see vagrant/install.sh)")
