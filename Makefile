@@ -6,7 +6,7 @@ PREFIX  ?= /usr/local
 FUZZTIME ?= 10s
 FUZZERS  := internal/runcargs:FuzzParse internal/config:FuzzLoad internal/store:FuzzManifest internal/criuimg:FuzzValidate
 
-.PHONY: bench fuzz all build test vet check e2e-deps e2e-local e2e e2e-gpu gpu-carry demo install clean
+.PHONY: bench fuzz all build test vet check e2e-deps e2e-local e2e-matrix e2e-cgroup2 e2e e2e-gpu gpu-carry demo install clean
 
 all: build
 
@@ -24,8 +24,15 @@ vet:
 test: vet
 	$(GO) test ./...
 
-# Everything CI runs: dependencies, unit and scenario tests, the real end-to-end suite.
-check: e2e-deps test fuzz e2e-local
+# Everything CI runs: dependencies, unit and scenario tests, the real end-to-end suite
+# against every runc and containerd of E2E_MATRIX, then its runc scripts in the cgroup v2
+# tier. On the 2-core CI machines: about 1.5 minutes to build runc and containerd the first
+# time, then about 40 s per combination and 30 s for the tier.
+# Both e2e runs happen even when the first fails.
+check: E2E_DEPS_FLAGS = --with-crictl --with-docker-podman --with-latest
+check: e2e-deps test fuzz
+	@rc=0; $(MAKE) --no-print-directory e2e-matrix || rc=1; \
+	$(MAKE) --no-print-directory e2e-cgroup2 || rc=1; exit $$rc
 
 # Each fuzz target for FUZZTIME (seed corpora in each package's testdata/fuzz).
 fuzz:
@@ -45,14 +52,63 @@ bench:
 	@mkdir -p $(BIN)
 	$(GO) run ./cmd/tardis-bench -json $(BIN)/bench.json $(BENCH_ARGS)
 
-# Installs runc, containerd, iptables, busybox-static, a working CRIU, crictl, and docker.io
-# and podman with their services left off (as root).
-e2e-deps:
-	vagrant/install.sh --with-crictl --with-docker-podman
+# Which runc and containerd the real suite runs against (TARDIS_E2E_RUNC and
+# TARDIS_E2E_CONTAINERD, see cmd/tardis/e2e_test.go):
+#   E2E_RUNC=distro         the distribution's runc (Debian 12: 1.1.5)
+#   E2E_RUNC=latest         runc v1.5.3 in /opt/tardis-runc (install.sh --with-runc-latest)
+#   E2E_RUNC=/path/to/runc  any other
+#   E2E_CONTAINERD=distro   the distribution's containerd (Debian 12: 1.6.20)
+#   E2E_CONTAINERD=2        containerd v2.4.2 in /opt/tardis-containerd (install.sh --with-containerd2)
+#   E2E_CONTAINERD=/dir     a folder with containerd, containerd-shim-runc-v2 and ctr
+# e.g. `make e2e-local E2E_RUNC=latest E2E_CONTAINERD=2`. E2E_RUN narrows the scripts
+# (`E2E_RUN=TestE2E/plain_counter`). Runs take /tmp/tardis-e2e.lock (E2E_LOCK), so that two
+# suites on one machine never run at once: they share cgroup and container names. flock -o:
+# the lock is flock's own, so a process the suite leaves behind cannot keep holding it.
+E2E_RUNC       ?= distro
+E2E_CONTAINERD ?= distro
+E2E_RUN        ?= TestE2E
+E2E_LOCK       ?= /tmp/tardis-e2e.lock
+E2E_DEPS_FLAGS ?= --with-crictl --with-docker-podman $(if $(filter latest,$(E2E_RUNC)),--with-runc-latest) \
+	$(if $(filter 2 latest,$(E2E_CONTAINERD)),--with-containerd2)
+# runc:containerd pairs for e2e-matrix.
+E2E_MATRIX     ?= distro:distro latest:distro distro:2 latest:2
+E2E_GO_TEST     = flock -o $(E2E_LOCK) env TARDIS_E2E=1 $(GO) test -count=1 -timeout 40m -v
 
-# The real end-to-end suite (testdata/e2e) on this Linux host, as root.
+# Installs runc, containerd, iptables, busybox-static, a working CRIU, crictl, docker.io and
+# podman (their services left off) as root, and builds the runc and containerd asked for
+# (--with-runc-latest, --with-containerd2).
+e2e-deps:
+	vagrant/install.sh $(E2E_DEPS_FLAGS)
+
+# The real end-to-end suite (testdata/e2e) on this Linux host, as root, against E2E_RUNC
+# and E2E_CONTAINERD.
 e2e-local: e2e-deps build
-	TARDIS_E2E=1 $(GO) test -count=1 -timeout 40m -run TestE2E -v ./cmd/tardis
+	TARDIS_E2E_RUNC=$(E2E_RUNC) TARDIS_E2E_CONTAINERD=$(E2E_CONTAINERD) $(E2E_GO_TEST) -run '$(E2E_RUN)' ./cmd/tardis
+
+# The suite against every pair in E2E_MATRIX, one after the other, each whole even when
+# one fails; each one's output in $(BIN)/e2e-<runc>-<containerd>.log, a summary with the
+# time each took at the end (and in $(BIN)/e2e-matrix.txt). Fails if any failed.
+e2e-matrix: E2E_DEPS_FLAGS = --with-crictl --with-docker-podman --with-latest
+e2e-matrix: e2e-deps build
+	@mkdir -p $(BIN); : >$(BIN)/e2e-matrix.txt; failed=0; \
+	for pair in $(E2E_MATRIX); do r=$${pair%%:*}; c=$${pair#*:}; \
+		log=$(BIN)/e2e-$$(echo "$$r-$$c" | tr '/' '_').log; \
+		echo "=== e2e: runc $$r, containerd $$c (output in $$log)"; start=$$(date +%s); \
+		if TARDIS_E2E_RUNC=$$r TARDIS_E2E_CONTAINERD=$$c $(E2E_GO_TEST) -run '$(E2E_RUN)' ./cmd/tardis >$$log 2>&1; \
+		then res=ok; else res=FAIL; failed=1; fi; \
+		grep -E '^\s*--- (FAIL|SKIP)|^\s*FAIL: |e2e_test.go:[0-9]+: tardis ' $$log || true; \
+		took=$$(awk '$$1 ~ /^(ok|FAIL)$$/ && $$2 ~ /cmd\/tardis$$/ {print $$3}' $$log); \
+		printf '%-5s runc %-7s containerd %-7s suite %6s, wall %4ds (with build and lock wait)\n' \
+			$$res $$r $$c "$${took:-?}" $$(( $$(date +%s) - start )) | tee -a $(BIN)/e2e-matrix.txt; \
+	done; echo "=== e2e matrix:"; cat $(BIN)/e2e-matrix.txt; exit $$failed
+
+# The runc scripts of the suite with runc in its cgroup v2 mode, on a cgroup v1 host: in
+# a private mount namespace whose /sys/fs/cgroup is a cgroup2 mount (see
+# cmd/tardis/e2e_cgroup2_test.go). E2E_CGROUP2_RUNC is the runc (default latest).
+E2E_CGROUP2_RUNC ?= latest
+e2e-cgroup2: E2E_DEPS_FLAGS = --with-crictl $(if $(filter latest,$(E2E_CGROUP2_RUNC)),--with-runc-latest)
+e2e-cgroup2: e2e-deps build
+	TARDIS_E2E_CGROUP2=1 TARDIS_E2E_RUNC=$(E2E_CGROUP2_RUNC) $(E2E_GO_TEST) -run '$(E2E_RUN)' ./cmd/tardis
 
 # The same suite inside a Debian 13 VM (vagrant/Vagrantfile).
 e2e:

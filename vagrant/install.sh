@@ -3,7 +3,8 @@
 #
 # Used by CI, by the Vagrant VM (vagrant/Vagrantfile) and by people trying tardis.
 #
-#   sudo vagrant/install.sh [--with-crictl] [--with-docker-podman] [--criu=auto|distro|private] [--quiet]
+#   sudo vagrant/install.sh [--with-crictl] [--with-docker-podman] [--with-runc-latest]
+#                           [--with-containerd2] [--with-latest] [--criu=auto|distro|private] [--quiet]
 #
 # What it does:
 #   1. Installs from the distribution, when missing: runc, containerd, iptables
@@ -49,12 +50,31 @@
 #      `systemctl unmask docker.service docker.socket && systemctl enable --now docker`.
 #      A docker.io or podman that was installed before this run is not touched; a dockerd
 #      running or a unit enabled there is only reported.
+#   5. With --with-runc-latest: builds runc $TARDIS_RUNC_LATEST_VERSION (default v1.5.3)
+#      with `go install` (cgo, no seccomp: it links only libc) into
+#      /opt/tardis-runc/<version>/bin/runc and writes that path to
+#      /etc/tardis/runc-latest-path. With --with-containerd2: builds containerd
+#      $TARDIS_CONTAINERD2_VERSION (default v2.4.2: containerd, containerd-shim-runc-v2,
+#      ctr; without btrfs) into /opt/tardis-containerd/<version>/bin and writes that
+#      folder to /etc/tardis/containerd2-path. Neither folder is put on PATH: the
+#      distribution's runc and containerd stay the ones found there. They are what the
+#      end-to-end suite runs against with TARDIS_E2E_RUNC=latest and
+#      TARDIS_E2E_CONTAINERD=2 (see the Makefile's e2e-matrix). These need `go`
+#      (/usr/local/go/bin/go when go is not on PATH; unlike for crictl, a missing go is an
+#      error here). runc v1.5.3 asks for Go 1.25 and containerd v2.4.2 for Go 1.26.6: an
+#      older go fetches that toolchain through the module proxy (GOTOOLCHAIN=auto).
+#      runc needs a C compiler: gcc and libc6-dev are installed when there is no `cc`.
+#      Both builds take about 1.5 minutes on 2 cores with an empty module cache.
+#      runc >= 1.4 has no `--criu` option: it runs the `criu` on its PATH.
 #
 # It is idempotent: a second run finds everything, installs nothing and says so.
 #
 # Options:
 #   --with-crictl        also install crictl ($TARDIS_CRICTL_VERSION, default v1.37.0)
 #   --with-docker-podman also install docker.io and podman, their services left off (step 4)
+#   --with-runc-latest   also build the newest runc into its own prefix (step 5)
+#   --with-containerd2   also build containerd 2.x into its own prefix (step 5)
+#   --with-latest        both of the above
 #   --criu=auto          (default) steps a-d above
 #   --criu=distro        only the distribution's criu (fail if it does not pass `criu check`)
 #   --criu=private       skip the distribution's criu; use/build the private prefix
@@ -65,6 +85,10 @@
 #   TARDIS_CRIU_SOURCES  a deb822 .sources file to use for step d instead of deriving one
 #                        from this machine's Debian sources entry (needed on Ubuntu,
 #                        whose mirrors do not carry Debian's packages)
+#   TARDIS_RUNC_LATEST_VERSION  runc version for --with-runc-latest (default v1.5.3)
+#   TARDIS_CONTAINERD2_VERSION  containerd version for --with-containerd2 (default v2.4.2)
+#   TARDIS_RUNC_PREFIX          where runc versions go (default /opt/tardis-runc)
+#   TARDIS_CONTAINERD_PREFIX    where containerd versions go (default /opt/tardis-containerd)
 set -euo pipefail
 
 PREFIX=${TARDIS_CRIU_PREFIX:-/opt/tardis-criu}
@@ -73,10 +97,18 @@ CONF_DIR=/etc/tardis
 CRIU_PATH_FILE=$CONF_DIR/criu-path
 CRIU_SUITE=${TARDIS_CRIU_SUITE:-trixie}
 CRICTL_VERSION=${TARDIS_CRICTL_VERSION:-v1.37.0}
+RUNC_LATEST_VERSION=${TARDIS_RUNC_LATEST_VERSION:-v1.5.3}
+CONTAINERD2_VERSION=${TARDIS_CONTAINERD2_VERSION:-v2.4.2}
+RUNC_PREFIX=${TARDIS_RUNC_PREFIX:-/opt/tardis-runc}
+CONTAINERD_PREFIX=${TARDIS_CONTAINERD_PREFIX:-/opt/tardis-containerd}
+RUNC_LATEST_PATH_FILE=$CONF_DIR/runc-latest-path
+CONTAINERD2_PATH_FILE=$CONF_DIR/containerd2-path
 PACKAGES=(runc containerd iptables iproute2 busybox-static util-linux mount procps psmisc)
 
 WITH_CRICTL=0
 WITH_DOCKER_PODMAN=0
+WITH_RUNC_LATEST=0
+WITH_CONTAINERD2=0
 CRIU_MODE=auto
 QUIET=0
 
@@ -86,6 +118,12 @@ for arg in "$@"; do
 	case $arg in
 	--with-crictl) WITH_CRICTL=1 ;;
 	--with-docker-podman) WITH_DOCKER_PODMAN=1 ;;
+	--with-runc-latest) WITH_RUNC_LATEST=1 ;;
+	--with-containerd2) WITH_CONTAINERD2=1 ;;
+	--with-latest)
+		WITH_RUNC_LATEST=1
+		WITH_CONTAINERD2=1
+		;;
 	--criu=auto | --criu=distro | --criu=private) CRIU_MODE=${arg#--criu=} ;;
 	--quiet) QUIET=1 ;;
 	-h | --help)
@@ -569,6 +607,117 @@ if [[ $WITH_DOCKER_PODMAN -eq 1 ]]; then
 fi
 
 # ---------------------------------------------------------------------------
+# 5. the newest runc and containerd 2.x, built into private prefixes (optional)
+# ---------------------------------------------------------------------------
+# go_cmd: the go to build with, "" when there is none.
+go_cmd() {
+	if command -v go 2>/dev/null; then
+		return
+	fi
+	if [[ -x /usr/local/go/bin/go ]]; then echo /usr/local/go/bin/go; fi
+}
+
+# built_from BIN MODULE: the version of MODULE that BIN was built from (`go version -m`;
+# without go, what the prefix's BUILD-INFO says), "" when BIN is missing or that cannot
+# be read.
+built_from() {
+	local go
+	go=$(go_cmd)
+	[[ -x $1 ]] || return 0
+	if [[ -n $go ]]; then
+		"$go" version -m "$1" 2>/dev/null | awk -v m="$2" '$1 == "mod" && $2 == m {print $3}'
+	elif [[ -r $(dirname "$1")/../BUILD-INFO ]]; then
+		awk 'NR == 1 {sub(/,$/, "", $2); print $2}' "$(dirname "$1")/../BUILD-INFO"
+	fi
+}
+
+# record FILE VALUE: writes VALUE to FILE unless it holds it already.
+record() {
+	mkdir -p "$(dirname "$1")"
+	if [[ ! -r $1 || $(head -n1 "$1") != "$2" ]]; then
+		echo "$2" >"$1"
+		INSTALLED+=("$1 -> $2")
+	fi
+}
+
+# go_build_prefix WHAT DIR MODULE VERSION ENV -- PACKAGE@VERSION...: builds the packages with
+# `go install` into DIR/bin (staged in DIR.new.PID, then renamed), unless every one of
+# them is already there, built from MODULE@VERSION.
+go_build_prefix() {
+	local what=$1 dir=$2 module=$3 version=$4 go stage start p have=1
+	shift 4
+	local envs=()
+	while [[ $1 != -- ]]; do
+		envs+=("$1")
+		shift
+	done
+	shift
+	for p in "$@"; do
+		p=${p%@*}
+		[[ $(built_from "$dir/bin/${p##*/}" "$module") == "$version" ]] || have=0
+	done
+	if [[ $have -eq 1 ]]; then
+		FOUND+=("$what $version in $dir/bin")
+		return
+	fi
+	go=$(go_cmd)
+	[[ -n $go ]] || die "$what $version: needs go (on PATH or in /usr/local/go/bin) to build it"
+	stage=$dir.new.$$
+	rm -rf "$stage"
+	mkdir -p "$stage/bin"
+	# shellcheck disable=SC2064
+	trap "rm -rf '$stage'" EXIT
+	log "building $what $version with go install ($("$go" version | awk '{print $3}')) into $dir"
+	start=$(date +%s)
+	# From / so that no go.mod around the caller takes part; the module cache is the usual one.
+	(cd / && env "${envs[@]}" GOBIN="$stage/bin" "$go" install "$@") ||
+		die "building $what $version failed (go install $*)"
+	for p in "$@"; do
+		p=${p%@*}
+		[[ -x $stage/bin/${p##*/} ]] || die "go install $* did not produce ${p##*/}"
+	done
+	{
+		echo "$what $version, built by tardis vagrant/install.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+		echo "go install $*"
+		echo "with: ${envs[*]} ($("$go" version))"
+	} >"$stage/BUILD-INFO"
+	rm -rf "$dir.old"
+	[[ -e $dir ]] && mv "$dir" "$dir.old"
+	mv "$stage" "$dir"
+	rm -rf "$dir.old"
+	trap - EXIT
+	INSTALLED+=("$what $version into $dir/bin (built in $(($(date +%s) - start)) s)")
+}
+
+if [[ $WITH_RUNC_LATEST -eq 1 ]]; then
+	# runc's nsenter is C: cgo and a C compiler. Without the seccomp build tag it links
+	# only libc, so no libseccomp-dev is needed.
+	if [[ $(built_from "$RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc" github.com/opencontainers/runc) != "$RUNC_LATEST_VERSION" ]] &&
+		! command -v cc >/dev/null; then
+		log "runc $RUNC_LATEST_VERSION needs a C compiler: installing gcc and libc6-dev"
+		apt_install gcc libc6-dev
+		INSTALLED+=("gcc $(dpkg-query -W -f='${Version}' gcc) (to build runc)")
+	fi
+	go_build_prefix runc "$RUNC_PREFIX/$RUNC_LATEST_VERSION" github.com/opencontainers/runc "$RUNC_LATEST_VERSION" \
+		CGO_ENABLED=1 -- "github.com/opencontainers/runc@$RUNC_LATEST_VERSION"
+	"$RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc" --version >/dev/null ||
+		die "$RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc --version fails"
+	record "$RUNC_LATEST_PATH_FILE" "$RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc"
+fi
+
+if [[ $WITH_CONTAINERD2 -eq 1 ]]; then
+	# no_btrfs: the btrfs snapshotter needs libbtrfs headers (and nobody here uses it).
+	go_build_prefix containerd "$CONTAINERD_PREFIX/$CONTAINERD2_VERSION" github.com/containerd/containerd/v2 "$CONTAINERD2_VERSION" \
+		GOFLAGS="-tags=no_btrfs ${GOFLAGS:-}" -- \
+		"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2_VERSION" \
+		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD2_VERSION" \
+		"github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION"
+	"$CONTAINERD_PREFIX/$CONTAINERD2_VERSION/bin/containerd" --version >/dev/null ||
+		die "$CONTAINERD_PREFIX/$CONTAINERD2_VERSION/bin/containerd --version fails"
+	record "$CONTAINERD2_PATH_FILE" "$CONTAINERD_PREFIX/$CONTAINERD2_VERSION/bin"
+fi
+
+# ---------------------------------------------------------------------------
 echo
 log "found already present:"
 if [[ ${#FOUND[@]} -gt 0 ]]; then printf '    %s\n' "${FOUND[@]}"; else echo "    (nothing)"; fi
@@ -576,4 +725,14 @@ log "installed by this run:"
 if [[ ${#INSTALLED[@]} -gt 0 ]]; then printf '    %s\n' "${INSTALLED[@]}"; else echo "    nothing: everything was already in place"; fi
 log "criu: $CRIU_HOW"
 log "runc: $(runc --version | head -n1); use it as: runc --criu $CRIU checkpoint ..."
+if [[ $WITH_RUNC_LATEST -eq 1 ]]; then
+	log "runc $RUNC_LATEST_VERSION: $RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc (in $RUNC_LATEST_PATH_FILE);" \
+		"it has no --criu option and runs the criu on its PATH: give it a PATH that leads to $CRIU as criu"
+	echo "RUNC_LATEST=$RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc"
+fi
+if [[ $WITH_CONTAINERD2 -eq 1 ]]; then
+	log "containerd $CONTAINERD2_VERSION: $CONTAINERD_PREFIX/$CONTAINERD2_VERSION/bin (in $CONTAINERD2_PATH_FILE);" \
+		"run it with that folder first on PATH, so that it starts its own containerd-shim-runc-v2"
+	echo "CONTAINERD2=$CONTAINERD_PREFIX/$CONTAINERD2_VERSION/bin"
+fi
 echo "CRIU=$CRIU"

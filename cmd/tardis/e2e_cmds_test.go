@@ -595,19 +595,7 @@ func cmdE2EContainerd(ts *testscript.TestScript, neg bool, args []string) {
 	dir := ts.MkAbs("containerd")
 	ts.Check(os.MkdirAll(dir, 0o711))
 	sock := filepath.Join(dir, "c.sock")
-	cfg := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc", filepath.Join(dir, "opt"))
+	cfg := containerdBaseConfig(ts, dir, sock, true)
 	cfgPath := filepath.Join(dir, "config.toml")
 	ts.Check(os.WriteFile(cfgPath, []byte(cfg), 0o644))
 	logf, err := os.Create(ts.MkAbs("containerd.log"))
@@ -634,6 +622,77 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 	ts.Setenv("CONTAINERD_ADDRESS", sock)
 	ts.Setenv("CONTAINERD_NAMESPACE", "e2e")
 }
+
+// containerd2 says whether the script's containerd is 2.x or later.
+func containerd2(ts *testscript.TestScript) bool {
+	return !versionBelow(ts.Getenv("CONTAINERD_VERSION"), 2, 0)
+}
+
+// containerdBaseConfig is the start of a containerd config of the script's own, in the
+// containerd's config version (2 for 1.x, 3 for 2.x): root, state, sockets and opt
+// folder under dir; the snapshotters that cannot work here disabled, and without the CRI
+// plugins when noCRI. containerd 2.x's NRI plugin is disabled too: it would listen on
+// the host's /var/run/nri/nri.sock, shared with every other containerd.
+func containerdBaseConfig(ts *testscript.TestScript, dir, sock string, noCRI bool) string {
+	disabled := []string{"io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+		"io.containerd.snapshotter.v1.devmapper"}
+	version, optPlugin := 2, `"io.containerd.internal.v1.opt"`
+	if containerd2(ts) {
+		version, optPlugin = 3, `'io.containerd.internal.v1.opt'`
+		disabled = append(disabled, "io.containerd.nri.v1.nri")
+		if noCRI {
+			// 2.x splits the CRI plugin into its images and runtime services and the
+			// gRPC service, and runs pods through the podsandbox controller.
+			disabled = append(disabled, "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images",
+				"io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox")
+		}
+	} else {
+		disabled = append(disabled, "io.containerd.snapshotter.v1.aufs") // gone in 2.x
+		if noCRI {
+			disabled = append(disabled, "io.containerd.grpc.v1.cri")
+		}
+	}
+	q := make([]string, len(disabled))
+	for i, d := range disabled {
+		q[i] = strconv.Quote(d)
+	}
+	return fmt.Sprintf(`version = %d
+root = %q
+state = %q
+disabled_plugins = [%s]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+[plugins.%s]
+  path = %q
+`, version, filepath.Join(dir, "root"), filepath.Join(dir, "state"), strings.Join(q, ", "),
+		sock, sock+".ttrpc", optPlugin, filepath.Join(dir, "opt"))
+}
+
+// e2e-criu FILE: FILE (a wrapper of the real CRIU, say) becomes the CRIU that runc uses
+// under tardis, in the way this runc takes one: runc 1.1 gets it as `--criu`
+// (TARDIS_CRIU=FILE); runc 1.2 and later run the `criu` on their PATH, so TARDIS_CRIU
+// stays empty and a folder whose `criu` execs FILE goes first on PATH. (FILE itself keeps
+// its own name as $0.) Once tardis hands its configured CRIU to runc 1.2+ by itself,
+// TARDIS_CRIU=FILE will do for every runc; testdata/e2e/criu_config.txtar checks that.
+func cmdE2ECriu(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: e2e-criu FILE")
+	}
+	file := ts.MkAbs(args[0])
+	if !versionBelow(ts.Getenv("RUNC_VERSION"), 1, 2) {
+		dir := ts.MkAbs(".criu-" + filepath.Base(file))
+		ts.Check(os.MkdirAll(dir, 0o755))
+		ts.Check(os.WriteFile(filepath.Join(dir, "criu"), []byte("#!/bin/sh\nexec "+shellQuote(file)+` "$@"`+"\n"), 0o755))
+		ts.Setenv("PATH", dir+string(filepath.ListSeparator)+ts.Getenv("PATH"))
+		ts.Setenv("TARDIS_CRIU", "")
+		return
+	}
+	ts.Setenv("TARDIS_CRIU", file)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // e2e-timings: logs tardis.log's checkpoint and restore timings (and every warning).
 func cmdE2ETimings(ts *testscript.TestScript, neg bool, args []string) {

@@ -314,46 +314,7 @@ func k8sNode(ts *testscript.TestScript, args []string) {
 	for _, d := range []string{"cni-conf", "cni-bin", "tardis-state", "tardis-work", "logs"} {
 		ts.Check(os.MkdirAll(filepath.Join(dir, d), 0o755))
 	}
-	cri := `plugins."io.containerd.grpc.v1.cri"`
-	cfg := fmt.Sprintf(`version = 2
-root = %[1]q
-state = %[2]q
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = %[3]q
-[ttrpc]
-  address = %[4]q
-[plugins."io.containerd.internal.v1.opt"]
-  path = %[5]q
-[%[6]s]
-  sandbox_image = %[7]q
-  restrict_oom_score_adj = true
-  disable_apparmor = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [%[6]s.containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [%[6]s.containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [%[6]s.containerd.runtimes.runc.options]
-        BinaryName = %[8]q
-        Root = %[9]q
-    [%[6]s.containerd.runtimes.tardis]
-      runtime_type = "io.containerd.runc.v2"
-      pod_annotations = ["dev.tardis.*"]
-      container_annotations = ["dev.tardis.*"]
-      [%[6]s.containerd.runtimes.tardis.options]
-        BinaryName = %[10]q
-        Root = %[11]q
-  [%[6]s.cni]
-    conf_dir = %[12]q
-    bin_dir = %[13]q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc", filepath.Join(dir, "opt"),
-		cri, k8sPauseImage, ts.Getenv("RUNC"), filepath.Join(dir, "runc-plain"),
-		ts.Getenv("TARDIS"), filepath.Join(dir, "runc"),
-		filepath.Join(dir, "cni-conf"), filepath.Join(dir, "cni-bin"))
+	cfg := containerdBaseConfig(ts, dir, sock, false) + k8sCRIConfig(ts, dir)
 	cfgPath := filepath.Join(dir, "config.toml")
 	ts.Check(os.WriteFile(cfgPath, []byte(cfg), 0o644))
 	crictlCfg := filepath.Join(dir, "crictl.yaml")
@@ -394,6 +355,64 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 	} {
 		ts.Setenv(k+name, v)
 	}
+}
+
+// k8sCRIConfig is the CRI part of a node's containerd config, in the containerd's config
+// version. Version 2 (containerd 1.x) has it all under "io.containerd.grpc.v1.cri";
+// version 3 (containerd 2.x) splits it: images (snapshotter, the sandbox image as a
+// pinned image) under "io.containerd.cri.v1.images", containers (runtimes, CNI, OOM score
+// and AppArmor) under "io.containerd.cri.v1.runtime", the streaming server under
+// "io.containerd.grpc.v1.cri"; the CNI bin_dir became a list, bin_dirs.
+func k8sCRIConfig(ts *testscript.TestScript, dir string) string {
+	runtimes := func(prefix string) string {
+		return fmt.Sprintf(`    [%[1]s.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [%[1]s.runtimes.runc.options]
+        BinaryName = %[2]q
+        Root = %[3]q
+    [%[1]s.runtimes.tardis]
+      runtime_type = "io.containerd.runc.v2"
+      pod_annotations = ["dev.tardis.*"]
+      container_annotations = ["dev.tardis.*"]
+      [%[1]s.runtimes.tardis.options]
+        BinaryName = %[4]q
+        Root = %[5]q
+`, prefix, ts.Getenv("RUNC"), filepath.Join(dir, "runc-plain"), ts.Getenv("TARDIS"), filepath.Join(dir, "runc"))
+	}
+	if containerd2(ts) {
+		images, rt, grpc := `plugins.'io.containerd.cri.v1.images'`, `plugins.'io.containerd.cri.v1.runtime'`, `plugins.'io.containerd.grpc.v1.cri'`
+		return fmt.Sprintf(`[%[1]s]
+  snapshotter = "overlayfs"
+  [%[1]s.pinned_images]
+    sandbox = %[2]q
+[%[3]s]
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  [%[3]s.containerd]
+    default_runtime_name = "runc"
+%[4]s  [%[3]s.cni]
+    conf_dir = %[5]q
+    bin_dirs = [%[6]q]
+[%[7]s]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+`, images, k8sPauseImage, rt, runtimes(rt+".containerd"),
+			filepath.Join(dir, "cni-conf"), filepath.Join(dir, "cni-bin"), grpc)
+	}
+	cri := `plugins."io.containerd.grpc.v1.cri"`
+	return fmt.Sprintf(`[%[1]s]
+  sandbox_image = %[2]q
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [%[1]s.containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+%[3]s  [%[1]s.cni]
+    conf_dir = %[4]q
+    bin_dir = %[5]q
+`, cri, k8sPauseImage, runtimes(cri+".containerd"), filepath.Join(dir, "cni-conf"), filepath.Join(dir, "cni-bin"))
 }
 
 // remove takes the node down and everything it made: its containers (with the real runc,

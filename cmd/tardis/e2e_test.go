@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -21,10 +23,29 @@ import (
 // TestE2E is the real end-to-end suite: the production tardis binary over the real runc,
 // the real CRIU and a containerd of its own, one operator session per script in
 // testdata/e2e. It needs root, runc, a CRIU that passes `criu check` and busybox-static
-// (and containerd for two scripts; vagrant/install.sh installs them all), and runs only
-// with TARDIS_E2E=1:
+// (and containerd for the containerd and k8s scripts; vagrant/install.sh installs them
+// all), and runs only with TARDIS_E2E=1:
 //
 //	TARDIS_E2E=1 go test -count=1 -run TestE2E -v ./cmd/tardis
+//
+// Which runc and which containerd it runs against:
+//
+//	TARDIS_E2E_RUNC        "" or "distro": /usr/sbin/runc (or runc on PATH);
+//	                       "latest": the runc in /etc/tardis/runc-latest-path
+//	                       (vagrant/install.sh --with-runc-latest); or a runc's path
+//	TARDIS_E2E_CONTAINERD  "" or "distro": containerd and ctr on PATH;
+//	                       "2": the folder in /etc/tardis/containerd2-path
+//	                       (vagrant/install.sh --with-containerd2); or a folder that holds
+//	                       containerd, containerd-shim-runc-v2 and ctr
+//
+// TARDIS_E2E_CGROUP2=1 runs the runc scripts in a mount namespace whose /sys/fs/cgroup
+// is cgroup v2 (see e2e_cgroup2_test.go); the containerd ones skip there.
+//
+// A runc or containerd asked for by name that is not there fails the test; only the
+// defaults, when missing, skip it (or its containerd scripts). The containerd's folder
+// comes first on PATH after the real runc and CRIU, so that containerd starts its own
+// containerd-shim-runc-v2. Each containerd gets a config of its version (version 2 for
+// containerd 1.x, version 3 for 2.x).
 //
 // Every script gets:
 //
@@ -34,13 +55,18 @@ import (
 //	$CONTAINERD, $CTR  containerd and ctr, when installed (condition [containerd])
 //	conditions [docker] and [podman]: docker.io and podman are installed, for the
 //	scripts that start a dockerd or run podman of their own (e2e_docker_test.go)
+//	$RUNC_VERSION, $CONTAINERD_VERSION  their versions ("1.5.3", "2.4.2")
 //	TARDIS_CONFIG (an empty file), TARDIS_RUNC, TARDIS_CRIU, and TARDIS_STATE_DIR,
 //	TARDIS_CHECKPOINT_ROOT, TARDIS_WORK_DIR, TARDIS_LOG_FILE under $WORK
 //	($WORK/state, $WORK/ckpt, $WORK/work, $WORK/tardis.log).
 //
+// TARDIS_CRIU is the CRIU for runc 1.1, which takes it as `--criu`; for runc 1.2 and
+// later it is empty: those run the `criu` on their PATH (1.4 and later reject `--criu`).
 // PATH leads to the real runc and CRIU (the fake ones of the scenario suite are taken
-// off it). Everything a script starts (containers under its runc roots, mounts, containerd
-// and its shims, background programs) is removed at its end, also when it fails.
+// off it). Conditions: [containerd], [containerd2] (containerd 2.x), [runc-criu-option]
+// (runc < 1.2), [cgroup2] (/sys/fs/cgroup is cgroup v2). Everything a script starts
+// (containers under its runc roots, mounts, containerd and its shims, background
+// programs) is removed at its end, also when it fails.
 func TestE2E(t *testing.T) {
 	if os.Getenv("TARDIS_E2E") != "1" {
 		t.Skip("the real end-to-end suite runs only with TARDIS_E2E=1 (as root, with runc, CRIU, busybox-static and containerd: see vagrant/install.sh)")
@@ -51,9 +77,18 @@ func TestE2E(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the end-to-end suite needs root (runc and CRIU run containers for real)")
 	}
+	cgroup2Tier, outer := e2eCgroup2(t) // e2e_cgroup2_test.go
+	if outer {
+		return // the tier ran in its own mount namespace
+	}
 	tools, reason := findE2ETools()
-	if reason != "" {
+	if msg, ok := strings.CutPrefix(reason, e2eFatal); ok {
+		t.Fatal(msg)
+	} else if reason != "" {
 		t.Skip(reason)
+	}
+	if cgroup2Tier {
+		tools.containerd, tools.ctr, tools.containerdDir, tools.containerdVersion = "", "", "", ""
 	}
 	bin := t.TempDir()
 	tools.tardis = filepath.Join(bin, "tardis")
@@ -66,26 +101,100 @@ func TestE2E(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build of tardis: %v\n%s", err, out)
 	}
-	t.Logf("tardis %s, runc %s, criu %s, busybox %s, containerd %s",
-		tools.tardis, tools.runc, tools.criu, tools.busybox, tools.containerd)
+	t.Logf("tardis %s, runc %s (%s), criu %s, busybox %s, containerd %s (%s, shim and ctr from %s)",
+		tools.tardis, tools.runc, tools.runcVersion, tools.criu, tools.busybox,
+		tools.containerd, tools.containerdVersion, tools.containerdDir)
 	testscript.Run(t, e2eParams(tools))
 }
 
 type e2eTools struct {
 	tardis, runc, criu, busybox, containerd, ctr string
+	runcVersion, containerdVersion               string // "1.1.5", "2.4.2"
+	containerdDir                                string // containerd's folder, first on its PATH
 }
+
+// runcTakesCriu says whether this runc takes the global `--criu` option and uses it:
+// runc 1.1 does; 1.2 and 1.3 accept and ignore it, 1.4 and later reject it. Those run
+// the `criu` on their PATH.
+func (tl e2eTools) runcTakesCriu() bool { return versionBelow(tl.runcVersion, 1, 2) }
+
+// containerd2 says whether the containerd is 2.x or later (config version 3).
+func (tl e2eTools) containerd2() bool {
+	return tl.containerd != "" && !versionBelow(tl.containerdVersion, 2, 0)
+}
+
+// versionBelow says whether version v ("1.5.3", "1.1.5+ds1") is below major.minor; an
+// unreadable version counts as below.
+func versionBelow(v string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(v, "%d.%d", &ma, &mi); err != nil {
+		return true
+	}
+	return ma < major || (ma == major && mi < minor)
+}
+
+var (
+	runcVersionRe       = regexp.MustCompile(`(?m)^runc version v?(\d+\.\d+\.\d+\S*)`)
+	containerdVersionRe = regexp.MustCompile(`^containerd \S+ v?(\d+\.\d+\.\d+\S*)`)
+)
+
+// toolVersion runs `prog --version` and returns what re's first group finds in it.
+func toolVersion(prog string, re *regexp.Regexp) (string, error) {
+	out, err := exec.Command(prog, "--version").CombinedOutput()
+	if err != nil {
+		if out = bytes.TrimSpace(out); len(out) > 0 {
+			err = fmt.Errorf("%v: %s", err, out)
+		}
+		return "", fmt.Errorf("%s --version: %v", prog, err)
+	}
+	m := re.FindSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("%s --version: no version in %q", prog, out)
+	}
+	return string(m[1]), nil
+}
+
+// recorded reads the first line of a file that vagrant/install.sh writes (/etc/tardis/...).
+func recorded(file, option string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil || strings.TrimSpace(string(b)) == "" {
+		return "", fmt.Errorf("%s: %v (run vagrant/install.sh %s)", file, err, option)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(line), nil
+}
+
+// e2eFatal marks a reason of findE2ETools that must fail the test, not skip it: a runc
+// or containerd asked for by name that cannot be used.
+const e2eFatal = "FATAL: "
 
 // findE2ETools finds the real programs, or says why the suite cannot run.
 func findE2ETools() (e2eTools, string) {
 	var tl e2eTools
-	tl.runc = "/usr/sbin/runc"
-	if _, err := os.Stat(tl.runc); err != nil {
-		p, err := lookPathOutsideTestscript("runc")
+	switch want := os.Getenv("TARDIS_E2E_RUNC"); want {
+	case "", "distro":
+		tl.runc = "/usr/sbin/runc"
+		if _, err := os.Stat(tl.runc); err != nil {
+			p, err := lookPathOutsideTestscript("runc")
+			if err != nil {
+				return tl, "the end-to-end suite needs runc (/usr/sbin/runc or runc on PATH)"
+			}
+			tl.runc = p
+		}
+	case "latest":
+		p, err := recorded("/etc/tardis/runc-latest-path", "--with-runc-latest")
 		if err != nil {
-			return tl, "the end-to-end suite needs runc (/usr/sbin/runc or runc on PATH)"
+			return tl, e2eFatal + "TARDIS_E2E_RUNC=latest: " + err.Error()
 		}
 		tl.runc = p
+	default:
+		tl.runc = want
 	}
+	v, err := toolVersion(tl.runc, runcVersionRe)
+	if err != nil {
+		return tl, e2eFatal + "runc under test: " + err.Error()
+	}
+	tl.runcVersion = v
 	if b, err := os.ReadFile("/etc/tardis/criu-path"); err == nil && strings.TrimSpace(string(b)) != "" {
 		tl.criu = strings.TrimSpace(string(b))
 	} else if p, err := lookPathOutsideTestscript("criu"); err == nil {
@@ -107,8 +216,35 @@ func findE2ETools() (e2eTools, string) {
 		return tl, "the end-to-end suite needs busybox-static (/bin/busybox)"
 	}
 	// Without containerd the scripts that need it skip themselves ([!containerd]).
-	tl.containerd, _ = lookPathOutsideTestscript("containerd")
-	tl.ctr, _ = lookPathOutsideTestscript("ctr")
+	switch want := os.Getenv("TARDIS_E2E_CONTAINERD"); want {
+	case "", "distro":
+		tl.containerd, _ = lookPathOutsideTestscript("containerd")
+		tl.ctr, _ = lookPathOutsideTestscript("ctr")
+		if tl.containerd != "" {
+			tl.containerdDir = filepath.Dir(tl.containerd)
+		}
+	default:
+		dir := want
+		if want == "2" || want == "latest" {
+			if dir, err = recorded("/etc/tardis/containerd2-path", "--with-containerd2"); err != nil {
+				return tl, e2eFatal + "TARDIS_E2E_CONTAINERD=" + want + ": " + err.Error()
+			}
+		}
+		for _, name := range []string{"containerd", "containerd-shim-runc-v2", "ctr"} {
+			if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Mode()&0o111 == 0 {
+				return tl, fmt.Sprintf("%sTARDIS_E2E_CONTAINERD=%s: %s has no %s", e2eFatal, want, dir, name)
+			}
+		}
+		tl.containerdDir = dir
+		tl.containerd, tl.ctr = filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr")
+	}
+	if tl.containerd != "" {
+		v, err := toolVersion(tl.containerd, containerdVersionRe)
+		if err != nil {
+			return tl, e2eFatal + "containerd under test: " + err.Error()
+		}
+		tl.containerdVersion = v
+	}
 	return tl, ""
 }
 
@@ -185,18 +321,32 @@ func e2eParams(tl e2eTools) testscript.Params {
 					return err
 				}
 			}
+			// Then containerd's own folder: containerd starts the containerd-shim-runc-v2
+			// it finds first on its PATH, which must be its own version's.
+			path := []string{bin}
+			if tl.containerdDir != "" {
+				path = append(path, tl.containerdDir)
+			}
+			path = append(path, realPath())
+			// runc 1.2 and later take CRIU from PATH (the link above), not --criu.
+			tardisCriu := tl.criu
+			if !tl.runcTakesCriu() {
+				tardisCriu = ""
+			}
 			vars := map[string]string{
-				"PATH":                   bin + string(filepath.ListSeparator) + realPath(),
+				"PATH":                   strings.Join(path, string(filepath.ListSeparator)),
 				"TARDIS":                 tl.tardis,
 				"RUNC":                   tl.runc,
+				"RUNC_VERSION":           tl.runcVersion,
 				"CRIU":                   tl.criu,
 				"BUSYBOX":                tl.busybox,
 				"CONTAINERD":             tl.containerd,
+				"CONTAINERD_VERSION":     tl.containerdVersion,
 				"CTR":                    tl.ctr,
 				"RUNC_ROOT":              filepath.Join(w, "runc"),
 				"TARDIS_CONFIG":          filepath.Join(w, "tardis.toml"),
 				"TARDIS_RUNC":            tl.runc,
-				"TARDIS_CRIU":            tl.criu,
+				"TARDIS_CRIU":            tardisCriu,
 				"TARDIS_STATE_DIR":       filepath.Join(w, "state"),
 				"TARDIS_CHECKPOINT_ROOT": filepath.Join(w, "ckpt"),
 				"TARDIS_WORK_DIR":        filepath.Join(w, "work"),
@@ -218,6 +368,12 @@ func e2eParams(tl e2eTools) testscript.Params {
 				return dockerCondition(), nil
 			case "podman":
 				return podmanCondition(), nil
+			case "containerd2":
+				return tl.containerd2(), nil
+			case "runc-criu-option":
+				return tl.runcTakesCriu(), nil
+			case "cgroup2":
+				return isCgroup2("/sys/fs/cgroup"), nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
@@ -249,6 +405,7 @@ func e2eCmds() map[string]func(ts *testscript.TestScript, neg bool, args []strin
 		"e2e-signal":     cmdE2ESignal,
 		"e2e-tree":       cmdE2ETree,
 		"e2e-mounts":     cmdE2EMounts,
+		"e2e-criu":       cmdE2ECriu,
 		"k8s":            cmdK8s, // e2e_k8s_test.go: containerd CRI + crictl
 	} {
 		cmds[name] = f
