@@ -58,6 +58,8 @@ type Client struct {
 	Criu, CriuDir string
 	// Grace is how long runc gets to clean up after its CRIU was stopped at a deadline.
 	Grace time.Duration
+	// execPath is prepended to PATH for the caller's own commands (see CriuOnPath).
+	execPath string
 
 	version *Version
 }
@@ -142,7 +144,7 @@ func (c *Client) env(extraPath string) []string {
 // Exec replaces this process with runc and the caller's argv; it returns only on failure.
 func (c *Client) Exec(args []string) error {
 	argv := append([]string{c.argv0()}, args...)
-	err := syscall.Exec(c.Path, argv, c.env(""))
+	err := syscall.Exec(c.Path, argv, c.env(c.execPath))
 	return fmt.Errorf("exec %s: %w", c.Path, err)
 }
 
@@ -153,12 +155,26 @@ func (c *Client) argv0() string {
 	return c.Path
 }
 
+// CriuOnPath makes the caller's own commands (a `checkpoint` or `restore` of Docker's or
+// Podman's, passed through) find the configured CRIU first on runc's PATH, as the ones
+// tardis builds do; the caller's argv is not touched.
+func (c *Client) CriuOnPath() error {
+	if c.Criu == "" || c.CriuDir == "" {
+		return nil
+	}
+	if err := criuLink(c.CriuDir, c.Criu); err != nil {
+		return err
+	}
+	c.execPath = c.CriuDir
+	return nil
+}
+
 // Forward runs runc with the caller's argv and stdio as a child and returns its exit code
 // (128+n when a signal ended it), for commands tardis must follow up.
 func (c *Client) Forward(args []string, stdio Stdio) (int, error) {
 	cmd := exec.Command(c.Path, args...)
 	cmd.Args[0] = c.argv0()
-	cmd.Env = c.env("")
+	cmd.Env = c.env(c.execPath)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
 	err := cmd.Run()
 	var ee *exec.ExitError

@@ -221,6 +221,14 @@ func (a *app) criuPath() string {
 // passThrough replaces tardis with runc and the caller's argv, so that pid, stdio, fds,
 // signals and exit code are runc's.
 func (a *app) passThrough() int {
+	if a.inv.Command == "checkpoint" || a.inv.Command == "restore" {
+		// A caller's own checkpoint or restore runs with the node's CRIU, as tardis's do.
+		if c, ok := a.runc.(interface{ CriuOnPath() error }); ok {
+			if err := c.CriuOnPath(); err != nil {
+				a.log.Warn("cannot give runc the configured CRIU", err)
+			}
+		}
+	}
 	if err := a.runc.Exec(a.inv.Args); err != nil {
 		a.log.Error("cannot run runc", err)
 		fmt.Fprintf(a.env.Stderr, "tardis: %v\n", err)
