@@ -14,8 +14,8 @@ import (
 func TestParseVersion(t *testing.T) {
 	for out, want := range map[string]Version{
 		"runc version 1.1.5+ds1\ncommit: 1.1.5+ds1-1+deb12u1\nspec: 1.0.2-dev\n": {Major: 1, Minor: 1, Patch: 5},
-		"runc version 1.5.3\ncommit: v1.5.3-0-g1\n":                            {Major: 1, Minor: 5, Patch: 3},
-		"runc version 1.2.0-rc.1\n":                                            {Major: 1, Minor: 2},
+		"runc version 1.5.3\ncommit: v1.5.3-0-g1\n":                              {Major: 1, Minor: 5, Patch: 3},
+		"runc version 1.2.0-rc.1\n":                                              {Major: 1, Minor: 2},
 	} {
 		v, err := ParseVersion(out)
 		if err != nil || v.Major != want.Major || v.Minor != want.Minor || v.Patch != want.Patch {
