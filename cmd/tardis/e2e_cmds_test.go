@@ -670,29 +670,16 @@ disabled_plugins = [%s]
 		sock, sock+".ttrpc", optPlugin, filepath.Join(dir, "opt"))
 }
 
-// e2e-criu FILE: FILE (a wrapper of the real CRIU, say) becomes the CRIU that runc uses
-// under tardis, in the way this runc takes one: runc 1.1 gets it as `--criu`
-// (TARDIS_CRIU=FILE); runc 1.2 and later run the `criu` on their PATH, so TARDIS_CRIU
-// stays empty and a folder whose `criu` execs FILE goes first on PATH. (FILE itself keeps
-// its own name as $0.) Once tardis hands its configured CRIU to runc 1.2+ by itself,
-// TARDIS_CRIU=FILE will do for every runc; testdata/e2e/criu_config.txtar checks that.
+// e2e-criu FILE: FILE (a wrapper of the real CRIU, say) becomes the CRIU that tardis is
+// configured with (TARDIS_CRIU); tardis hands it to every runc in the way that runc takes
+// one (criu_config.txtar checks that).
 func cmdE2ECriu(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: e2e-criu FILE")
 	}
-	file := ts.MkAbs(args[0])
-	if !versionBelow(ts.Getenv("RUNC_VERSION"), 1, 2) {
-		dir := ts.MkAbs(".criu-" + filepath.Base(file))
-		ts.Check(os.MkdirAll(dir, 0o755))
-		ts.Check(os.WriteFile(filepath.Join(dir, "criu"), []byte("#!/bin/sh\nexec "+shellQuote(file)+` "$@"`+"\n"), 0o755))
-		ts.Setenv("PATH", dir+string(filepath.ListSeparator)+ts.Getenv("PATH"))
-		ts.Setenv("TARDIS_CRIU", "")
-		return
-	}
-	ts.Setenv("TARDIS_CRIU", file)
+	ts.Setenv("TARDIS_CRIU", ts.MkAbs(args[0]))
 }
 
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // e2e-timings: logs tardis.log's checkpoint and restore timings (and every warning).
 func cmdE2ETimings(ts *testscript.TestScript, neg bool, args []string) {

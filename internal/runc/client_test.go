@@ -73,8 +73,8 @@ func TestCriuByVersion(t *testing.T) {
 			if lines[1] != "path: "+criuDir+":/usr/bin" {
 				t.Errorf("checkpoint %s", lines[1])
 			}
-			if target, err := os.Readlink(filepath.Join(criuDir, "criu")); err != nil || target != "/usr/local/sbin/tardis-criu" {
-				t.Errorf("criu link %q, %v", target, err)
+			if b, err := os.ReadFile(filepath.Join(criuDir, "criu")); err != nil || !strings.Contains(string(b), "exec '/usr/local/sbin/tardis-criu' \"$@\"") {
+				t.Errorf("criu wrapper %q, %v", b, err)
 			}
 			if strings.Contains(lines[2], "--criu") || lines[2] != "args: --root=/run/r state c1" {
 				t.Errorf("state must never carry --criu: %q", lines[2])

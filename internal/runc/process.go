@@ -166,10 +166,13 @@ func runBounded(ctx context.Context, cmd *exec.Cmd, grace time.Duration, started
 	return fmt.Errorf("%w: %w", ErrTimeout, err)
 }
 
-// criuLink makes dir/criu a link to criu, for the runc versions that find CRIU on PATH.
+// criuLink makes dir/criu run criu, for the runc versions that find CRIU on PATH: a
+// two-line script that execs it, rather than a symlink, so that a configured CRIU that is
+// itself a wrapper (install.sh's tardis-criu, say) sees its own path as $0.
 func criuLink(dir, criu string) error {
 	link := filepath.Join(dir, "criu")
-	if t, err := os.Readlink(link); err == nil && t == criu {
+	want := "#!/bin/sh\nexec '" + strings.ReplaceAll(criu, "'", `'\''`) + "' \"$@\"\n"
+	if b, err := os.ReadFile(link); err == nil && string(b) == want {
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -177,7 +180,7 @@ func criuLink(dir, criu string) error {
 	}
 	tmp := link + ".tmp-" + strconv.Itoa(os.Getpid())
 	_ = os.Remove(tmp)
-	if err := os.Symlink(criu, tmp); err != nil {
+	if err := os.WriteFile(tmp, []byte(want), 0o700); err != nil {
 		return fmt.Errorf("criu link: %w", err)
 	}
 	if err := os.Rename(tmp, link); err != nil {
