@@ -680,7 +680,6 @@ func cmdE2ECriu(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("TARDIS_CRIU", ts.MkAbs(args[0]))
 }
 
-
 // e2e-timings: logs tardis.log's checkpoint and restore timings (and every warning).
 func cmdE2ETimings(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 0 {

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys"
 
 	"github.com/tardis-runtime/tardis/internal/config"
 	"github.com/tardis-runtime/tardis/internal/lock"
@@ -159,7 +159,7 @@ func (c *cli) main(args []string) int {
 		return exitUsage
 	}
 	path, explicit := config.Path(c.getenv)
-	cfg, err := config.Load(afero.NewOsFs(), path, explicit, c.getenv)
+	cfg, err := config.Load(fsys.OS{}, path, explicit, c.getenv)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "tardisctl: %v\n", err)
 		return exitError
@@ -260,7 +260,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // states is the state file store of the configuration.
 func (c *cli) states() state.Store {
-	return state.Store{FS: afero.NewOsFs(), Dir: c.cfg.StateDir}
+	return state.Store{FS: fsys.OS{}, Dir: c.cfg.StateDir}
 }
 
 // store is the checkpoint store of the configuration (signing as tardis does, so that

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys"
 
 	"github.com/tardis-runtime/tardis/internal/bundle"
 	"github.com/tardis-runtime/tardis/internal/deadline"
@@ -153,7 +153,7 @@ func (c *cli) sameContainer(m *store.Manifest, dir, root string) (string, error)
 	if err != nil {
 		return "bundle", err
 	}
-	b, err := bundle.Load(afero.NewOsFs(), abs)
+	b, err := bundle.Load(fsys.OS{}, abs)
 	if err != nil {
 		return "bundle", err
 	}

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys"
 )
 
 // ConfigName is the bundle's configuration file.
@@ -58,16 +58,16 @@ type Bundle struct {
 	Dir  string // absolute
 	Spec Spec
 	raw  map[string]json.RawMessage
-	fs   afero.Fs
+	fs   fsys.FS
 }
 
 // Load reads and decodes <dir>/config.json; dir must be absolute.
-func Load(fsys afero.Fs, dir string) (*Bundle, error) {
+func Load(fsys fsys.FS, dir string) (*Bundle, error) {
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("bundle %q: not an absolute path", dir)
 	}
 	p := filepath.Join(dir, ConfigName)
-	b, err := afero.ReadFile(fsys, p)
+	b, err := fsys.ReadFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("bundle config: %w", err)
 	}
@@ -179,7 +179,7 @@ func (b *Bundle) Save() error {
 		return fmt.Errorf("bundle config: %w", err)
 	}
 	tmp := p + ".tardis-tmp"
-	if err := afero.WriteFile(b.fs, tmp, out, info.Mode().Perm()); err != nil {
+	if err := b.fs.WriteFile(tmp, out, info.Mode().Perm()); err != nil {
 		return errors.Join(fmt.Errorf("bundle config: %w", err), b.fs.Remove(tmp))
 	}
 	if err := b.fs.Rename(tmp, p); err != nil {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys"
 )
 
 func TestAddMountKeepsUnknownFields(t *testing.T) {
@@ -17,7 +17,7 @@ func TestAddMountKeepsUnknownFields(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ConfigName), []byte(raw), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	b, err := Load(afero.NewOsFs(), dir)
+	b, err := Load(fsys.OS{}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestResolveBindSources(t *testing.T) {
 	raw := `{"mounts":[{"destination":"/sbin/docker-init","type":"bind","source":"` + link + `","options":["rbind","ro"],"x-extra":1},` +
 		`{"destination":"/proc","type":"proc","source":"proc"},{"destination":"/etc/hosts","source":"` + target + `","options":["bind"]}]}`
 	os.WriteFile(filepath.Join(dir, ConfigName), []byte(raw), 0o644)
-	b, err := Load(afero.NewOsFs(), dir)
+	b, err := Load(fsys.OS{}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys"
 
 	"github.com/tardis-runtime/tardis/internal/gpu"
 )
@@ -154,7 +154,7 @@ func Path(getenv func(string) string) (string, bool) {
 // Load reads the file at path (a missing default file is fine, a missing explicit one is
 // not), then applies the environment. On error it still returns usable defaults with the
 // environment applied, so that a caller can carry on as plain runc would.
-func Load(fsys afero.Fs, path string, explicit bool, getenv func(string) string) (Config, error) {
+func Load(fsys fsys.FS, path string, explicit bool, getenv func(string) string) (Config, error) {
 	c := Default()
 	err := readFile(fsys, path, explicit, &c)
 	if envErr := applyEnv(&c, getenv); envErr != nil {
@@ -171,8 +171,8 @@ func Load(fsys afero.Fs, path string, explicit bool, getenv func(string) string)
 	return c, nil
 }
 
-func readFile(fsys afero.Fs, path string, explicit bool, c *Config) error {
-	b, err := afero.ReadFile(fsys, path)
+func readFile(fsys fsys.FS, path string, explicit bool, c *Config) error {
+	b, err := fsys.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) && !explicit {
 		return nil
 	}

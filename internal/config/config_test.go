@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys/fsystest"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 func TestLoadDefaultsWhenDefaultFileMissing(t *testing.T) {
-	c, err := Load(afero.NewMemMapFs(), DefaultPath, false, env(nil))
+	c, err := Load(fsystest.Files{}, DefaultPath, false, env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,15 +22,15 @@ func TestLoadDefaultsWhenDefaultFileMissing(t *testing.T) {
 }
 
 func TestLoadFileThenEnvironment(t *testing.T) {
-	fs := afero.NewMemMapFs()
-	_ = afero.WriteFile(fs, "/etc/t.toml", []byte(`
+	fs := fsystest.Files{}
+	fs["/etc/t.toml"] = `
 runc = "/usr/sbin/runc"
 checkpoint_root = "/nfs/ckpt"
 checkpoint_on = ["TERM"]
 checkpoint_args = ["--tcp-established"]
 [timeouts]
 restore = "45s"
-`), 0o644)
+`
 	c, err := Load(fs, "/etc/t.toml", true, env(map[string]string{
 		"TARDIS_CHECKPOINT_ROOT": "/other", "TARDIS_LOCK_TIMEOUT": "3s", "TARDIS_CHECKPOINT_ON": "SIGINT,SIGTERM",
 	}))
@@ -52,13 +52,13 @@ restore = "45s"
 // The GPU settings are top-level (cuda_checkpoint, nvidia_smi) and a [gpu] table, each with
 // its variable, as package gpu defines them.
 func TestLoadGPUSettings(t *testing.T) {
-	fs := afero.NewMemMapFs()
-	_ = afero.WriteFile(fs, "/etc/t.toml", []byte(`
+	fs := fsystest.Files{}
+	fs["/etc/t.toml"] = `
 cuda_checkpoint = "/usr/local/bin/cuda-checkpoint"
 [gpu]
 lock = "5s"
 suspend_rate = "1GB/s"
-`), 0o644)
+`
 	c, err := Load(fs, "/etc/t.toml", true, env(map[string]string{
 		"TARDIS_NVIDIA_SMI": "/usr/local/nvidia/bin/nvidia-smi", "TARDIS_GPU_SAFETY": "2",
 	}))
@@ -103,9 +103,9 @@ func TestLoadErrorsStillGiveDefaults(t *testing.T) {
 		"relative tool path": {file: `cuda_checkpoint = "bin/cuda-checkpoint"`, msg: "neither an absolute path nor a name on PATH"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			fs := afero.NewMemMapFs()
+			fs := fsystest.Files{}
 			if tt.file != "" {
-				_ = afero.WriteFile(fs, "/c.toml", []byte(tt.file), 0o644)
+				fs["/c.toml"] = tt.file
 			}
 			c, err := Load(fs, "/c.toml", tt.explicit, env(tt.env))
 			if err == nil || !strings.Contains(err.Error(), tt.msg) {
@@ -122,8 +122,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add("runc = \"/x\"\n[timeouts]\nlock = \"1s\"\n")
 	f.Add("checkpoint_on = [\"TERM\", 9]")
 	f.Fuzz(func(t *testing.T, s string) {
-		fs := afero.NewMemMapFs()
-		_ = afero.WriteFile(fs, "/c.toml", []byte(s), 0o644)
+		fs := fsystest.Files{}
+		fs["/c.toml"] = s
 		c, err := Load(fs, "/c.toml", true, env(nil))
 		if err == nil {
 			for _, p := range []string{c.StateDir, c.CheckpointRoot, c.WorkDir, c.LogFile} {

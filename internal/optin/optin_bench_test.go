@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys"
 
 	"github.com/tardis-runtime/tardis/internal/bundle"
 )
@@ -72,8 +72,8 @@ func BenchmarkDecide(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			dir := b.TempDir()
 			raw := benchConfig(b, optedIn)
-			fsys := afero.NewOsFs()
-			if err := afero.WriteFile(fsys, filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
+			fsys := fsys.OS{}
+			if err := fsys.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
 				b.Fatal(err)
 			}
 			b.SetBytes(int64(len(raw)))

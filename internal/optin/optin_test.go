@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys/fsystest"
 
 	"github.com/tardis-runtime/tardis/internal/bundle"
 )
@@ -20,9 +20,7 @@ func load(t *testing.T, ann map[string]string, env ...string) *bundle.Bundle {
 	spec := map[string]any{"process": map[string]any{"args": []string{"sh"}, "env": env, "cwd": "/"},
 		"annotations": ann}
 	raw, _ := json.Marshal(spec)
-	fsys := afero.NewMemMapFs()
-	_ = afero.WriteFile(fsys, "/b/config.json", raw, 0o644)
-	b, err := bundle.Load(fsys, "/b")
+	b, err := bundle.Load(fsystest.Files{"/b/config.json": string(raw)}, "/b")
 	if err != nil {
 		t.Fatal(err)
 	}

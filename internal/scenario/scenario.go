@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
-	"github.com/spf13/afero"
 
 	"github.com/tardis-runtime/tardis/fakerunc"
+	"github.com/tardis-runtime/tardis/internal/fsys/fsystest"
 	"github.com/tardis-runtime/tardis/internal/state"
 	"github.com/tardis-runtime/tardis/internal/tardis"
 )
@@ -43,7 +43,7 @@ func Programs() map[string]func() {
 				}
 			}
 			if p := os.Getenv("TARDIS_TEST_HANG_STAT"); p != "" {
-				env.FS = hangingFs{Fs: env.FS, path: p}
+				env.FS = fsystest.Hanging{FS: env.FS, Path: filepath.Clean(p)}
 			}
 			env.GPUDevPrefix = os.Getenv("FAKECUDA_DEV")
 			os.Exit(tardis.Main(env))
@@ -80,20 +80,6 @@ func Main(m *testing.M, programs map[string]func()) {
 		}
 	}
 	testscript.Main(m, programs)
-}
-
-// hangingFs is a filesystem on which Stat of one path never returns: a network filesystem
-// whose server has gone away.
-type hangingFs struct {
-	afero.Fs
-	path string
-}
-
-func (h hangingFs) Stat(name string) (os.FileInfo, error) {
-	if filepath.Clean(name) == h.path {
-		select {}
-	}
-	return h.Fs.Stat(name)
 }
 
 // Setup gives every scenario its own tardis config, state, checkpoint and work dirs, log,

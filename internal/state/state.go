@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg"
 	"github.com/tardis-runtime/tardis/internal/optin"
@@ -67,7 +67,7 @@ const DefaultRoot = "/run/runc"
 
 // Store reads and writes state files in one directory.
 type Store struct {
-	FS  afero.Fs
+	FS  fsys.FS
 	Dir string
 }
 
@@ -85,7 +85,7 @@ func (s Store) path(root, id string) string { return filepath.Join(s.Dir, Name(r
 
 // Read returns the state file of a container; fs.ErrNotExist when it has none.
 func (s Store) Read(root, id string) (*File, error) {
-	b, err := afero.ReadFile(s.FS, s.path(root, id))
+	b, err := s.FS.ReadFile(s.path(root, id))
 	if err != nil {
 		return nil, fmt.Errorf("state file: %w", err)
 	}
@@ -110,7 +110,7 @@ func (s Store) Write(f *File) error {
 		return fmt.Errorf("state dir: %w", err)
 	}
 	final := s.path(f.Root, f.ID)
-	tmp, err := afero.TempFile(s.FS, s.Dir, ".tmp-"+f.ID+"-")
+	tmp, err := s.FS.CreateTemp(s.Dir, ".tmp-"+f.ID+"-")
 	if err != nil {
 		return fmt.Errorf("state file: %w", err)
 	}
@@ -144,7 +144,7 @@ func (s Store) Remove(root, id string) error {
 // List reads every state file with one directory read, sorted by id. Unreadable files are
 // reported in the error and skipped.
 func (s Store) List() ([]*File, error) {
-	entries, err := afero.ReadDir(s.FS, s.Dir)
+	entries, err := s.FS.ReadDir(s.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -157,7 +157,7 @@ func (s Store) List() ([]*File, error) {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		b, err := afero.ReadFile(s.FS, filepath.Join(s.Dir, e.Name()))
+		b, err := s.FS.ReadFile(filepath.Join(s.Dir, e.Name()))
 		var f File
 		if err == nil {
 			err = json.Unmarshal(b, &f)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys"
 )
 
 // BenchmarkLookup is the state-file lookup of every start, kill and delete (and of every
@@ -15,7 +15,7 @@ import (
 // holds other containers' files.
 func BenchmarkLookup(b *testing.B) {
 	for _, others := range []int{0, 1000} {
-		s := Store{FS: afero.NewOsFs(), Dir: b.TempDir()}
+		s := Store{FS: fsys.OS{}, Dir: b.TempDir()}
 		for i := range others {
 			if err := s.Write(&File{ID: fmt.Sprintf("other-%d", i), Root: "/run/runc", Key: "k", Started: StartedCreated}); err != nil {
 				b.Fatal(err)
@@ -48,7 +48,7 @@ func BenchmarkLookup(b *testing.B) {
 // BenchmarkWrite is the atomic state-file write of every opted-in create (temporary file,
 // fsync, rename), on the test's temporary directory's filesystem.
 func BenchmarkWrite(b *testing.B) {
-	s := Store{FS: afero.NewOsFs(), Dir: b.TempDir()}
+	s := Store{FS: fsys.OS{}, Dir: b.TempDir()}
 	f := &File{ID: "c1", Root: "/run/runc", Key: "k", Bundle: "/b", Started: StartedCreated, Created: time.Now()}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -3,15 +3,16 @@ package state
 import (
 	"errors"
 	"io/fs"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys"
 )
 
 func TestWriteReadListRemove(t *testing.T) {
-	s := Store{FS: afero.NewMemMapFs(), Dir: "/run/tardis"}
+	s := Store{FS: fsys.OS{}, Dir: filepath.Join(t.TempDir(), "run-tardis")}
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	a := &File{ID: "a", Root: "/run/containerd/runc/k8s.io", Bundle: "/b/a", Key: "ka", Started: StartedCreated, Created: now}
 	b := &File{ID: "b", Bundle: "/b/b", Key: "kb", Started: StartedRestored, Checkpoint: "ckpt-1", Created: now}
@@ -48,9 +49,9 @@ func TestWriteReadListRemove(t *testing.T) {
 }
 
 func TestListReportsUnreadable(t *testing.T) {
-	s := Store{FS: afero.NewMemMapFs(), Dir: "/st"}
+	s := Store{FS: fsys.OS{}, Dir: t.TempDir()}
 	_ = s.Write(&File{ID: "ok", Key: "k"})
-	_ = afero.WriteFile(s.FS, "/st/bad.12345678.json", []byte("{not json"), 0o644)
+	_ = s.FS.WriteFile(filepath.Join(s.Dir, "bad.12345678.json"), []byte("{not json"), 0o644)
 	all, err := s.List()
 	if len(all) != 1 || err == nil {
 		t.Fatalf("List = %d files, %v; want the good one and an error naming the bad one", len(all), err)

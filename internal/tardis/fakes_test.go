@@ -13,9 +13,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/spf13/afero"
-
 	"github.com/tardis-runtime/tardis/internal/criuimg/criuimgtest"
+	"github.com/tardis-runtime/tardis/internal/fsys"
 	"github.com/tardis-runtime/tardis/internal/node"
 	"github.com/tardis-runtime/tardis/internal/runc"
 	"github.com/tardis-runtime/tardis/internal/state"
@@ -271,41 +270,13 @@ type fakeCRIU struct{}
 
 func (fakeCRIU) Version(context.Context) string { return "4.1.1" }
 
-// failingFs fails writes to paths that contain one of its words (a full or broken disk
-// for the state directory or the bundle).
-type failingFs struct {
-	afero.Fs
-	words []string
-	err   error
-}
-
-func (f failingFs) fails(name string) bool {
-	for _, w := range f.words {
-		if strings.Contains(name, w) {
-			return true
-		}
-	}
-	return false
-}
-
-func (f failingFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
-	if flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE) != 0 && f.fails(name) {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: f.err}
-	}
-	return f.Fs.OpenFile(name, flag, perm)
-}
-
-func (f failingFs) Create(name string) (afero.File, error) {
-	return f.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o666)
-}
-
 // world is one test's node: directories, a bundle, the fake runc, and a way to run tardis.
 type world struct {
 	t      *testing.T
 	dir    string
 	env    map[string]string
 	runc   *fakeRunc
-	fs     afero.Fs
+	fs     fsys.FS
 	stderr *os.File
 	// environ is added to the process environment tardis hands its tools (the fake GPU's
 	// variables); devPrefix is where tardis looks for GPU devices.
@@ -316,7 +287,7 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	dir := t.TempDir()
-	w := &world{t: t, dir: dir, runc: newFakeRunc(), fs: afero.NewOsFs()}
+	w := &world{t: t, dir: dir, runc: newFakeRunc(), fs: fsys.OS{}}
 	w.env = map[string]string{
 		"TARDIS_CONFIG":          filepath.Join(dir, "tardis.toml"),
 		"TARDIS_STATE_DIR":       filepath.Join(dir, "state"),
@@ -394,7 +365,7 @@ func (w *world) wantLog(substr string) {
 
 func (w *world) state(id string) *state.File {
 	w.t.Helper()
-	sf, err := state.Store{FS: afero.NewOsFs(), Dir: w.env["TARDIS_STATE_DIR"]}.Read(state.DefaultRoot, id)
+	sf, err := state.Store{FS: fsys.OS{}, Dir: w.env["TARDIS_STATE_DIR"]}.Read(state.DefaultRoot, id)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/afero"
+	"github.com/tardis-runtime/tardis/internal/fsys"
 
 	"github.com/tardis-runtime/tardis/internal/config"
 	"github.com/tardis-runtime/tardis/internal/lock"
@@ -48,7 +48,7 @@ type Env struct {
 	Getenv                func(string) string
 	Environ               []string
 	Stdin, Stdout, Stderr *os.File
-	FS                    afero.Fs               // config, state files and bundles
+	FS                    fsys.FS                // config, state files and bundles
 	IsSelf                func(path string) bool // whether a path is this program
 	Mountinfo             string                 // /proc/self/mountinfo
 	CPUInfo               string                 // /proc/cpuinfo
@@ -77,7 +77,7 @@ func OS() Env {
 	return Env{
 		Args: os.Args, Getenv: os.Getenv, Environ: os.Environ(),
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		FS: afero.NewOsFs(), IsSelf: runc.SameFile,
+		FS: fsys.OS{}, IsSelf: runc.SameFile,
 		Mountinfo: "/proc/self/mountinfo", CPUInfo: "/proc/cpuinfo",
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg/criuimgtest"
+	"github.com/tardis-runtime/tardis/internal/fsys/fsystest"
 	"github.com/tardis-runtime/tardis/internal/runc"
 )
 
@@ -195,7 +196,7 @@ func TestCreateLockTimeout(t *testing.T) {
 // A state directory that cannot be written: warnings, and the container is still created.
 func TestCreateStateDirFails(t *testing.T) {
 	w := newWorld(t)
-	w.fs = failingFs{Fs: w.fs, words: []string{"/state/"}, err: syscall.ENOSPC}
+	w.fs = fsystest.Failing{FS: w.fs, Words: []string{"/state/"}, Err: syscall.ENOSPC}
 	b := w.bundle("b", counter, "dev.tardis.enabled=true", "dev.tardis.key=web")
 	if code := w.tardis("create", "--bundle", b, "c1"); code != 0 {
 		t.Fatalf("exit %d", code)
