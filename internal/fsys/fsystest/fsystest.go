@@ -104,7 +104,9 @@ func (f Files) WriteFile(name string, _ []byte, _ fs.FileMode) error {
 func (f Files) Rename(oldpath, _ string) error {
 	return &fs.PathError{Op: "rename", Path: oldpath, Err: errReadOnly}
 }
-func (f Files) Remove(name string) error { return &fs.PathError{Op: "remove", Path: name, Err: errReadOnly} }
+func (f Files) Remove(name string) error {
+	return &fs.PathError{Op: "remove", Path: name, Err: errReadOnly}
+}
 func (f Files) MkdirAll(path string, _ fs.FileMode) error {
 	return &fs.PathError{Op: "mkdir", Path: path, Err: errReadOnly}
 }
