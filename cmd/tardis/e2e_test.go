@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -530,23 +531,18 @@ func (c *e2eCleanup) stopContainerd() {
 
 // pidsWithArgContaining lists the processes one of whose arguments contains s.
 func pidsWithArgContaining(s string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), s) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return pidsWhose(func(args []string) bool {
+		return slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, s) })
+	})
 }
 
 // pidsWithArg lists the processes with arg among their arguments.
 func pidsWithArg(arg string) []int {
+	return pidsWhose(func(args []string) bool { return slices.Contains(args, arg) })
+}
+
+// pidsWhose lists the processes (but this one) whose arguments match.
+func pidsWhose(match func(args []string) bool) []int {
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -555,14 +551,8 @@ func pidsWithArg(arg string) []int {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		for _, a := range strings.Split(string(b), "\x00") {
-			if a == arg {
-				pids = append(pids, pid)
-				break
-			}
+		if err == nil && match(strings.Split(string(b), "\x00")) {
+			pids = append(pids, pid)
 		}
 	}
 	return pids
