@@ -59,7 +59,7 @@ echo "count after 2 s: $(cat "$bundle/rootfs/count")"
 say "tardis kill demo-1 TERM (what containerd, Docker and Kubernetes send on stop)"
 "$tardis" --root "$root" kill demo-1 TERM
 stopped=$(cat "$bundle/rootfs/count")
-echo "stopped at count $stopped; checkpoint: $(readlink "$work/checkpoints/demo-counter/current")"
+echo "stopped at count $stopped; checkpoint: $(readlink "$work/checkpoints/default/demo-counter/current")"
 "$tardis" --root "$root" delete demo-1
 sleep 1
 echo "one second later, still $(cat "$bundle/rootfs/count"): nothing runs"
