@@ -145,7 +145,8 @@ func Main(env Env) int {
 		policy: optin.Policy{NetworkFSRoots: cfg.NetworkFSRoots, Tenant: cfg.Tenant, TenantByRoot: cfg.TenantByRunc},
 	}
 	var key []byte
-	if cfgErr == nil && cfg.SigningKey != "" {
+	if cfgErr == nil && cfg.SigningKey != "" && (intercepted[inv.Command] || env.Getenv(backgroundEnv) != "") {
+		// Read only where a checkpoint may be written or read: a pass-through pays nothing.
 		key, cfgErr = store.ReadSigningKey(cfg.SigningKey)
 	}
 	a.store = store.New(cfg.CheckpointRoot, key)
@@ -190,6 +191,10 @@ func Main(env Env) int {
 	}
 	return a.passThrough()
 }
+
+// intercepted are the commands tardis may handle itself (for an opted-in container); every
+// other command is runc's, passed through.
+var intercepted = map[string]bool{"create": true, "run": true, "start": true, "kill": true, "delete": true, "restore": true}
 
 // realRunc finds the real runc and gives it the caller's global options.
 func (a *app) realRunc() (Runc, error) {
