@@ -60,14 +60,14 @@ e2e-local: e2e-deps build
 # built from the Go module proxy and used in its place. See notes-vm.md.
 VM_RUNC ?= distro
 e2e:
-	TARDIS_VM_RUNC=$(VM_RUNC) vagrant/vm.sh e2e
+	GO=$(GO) TARDIS_VM_RUNC=$(VM_RUNC) vagrant/vm.sh e2e
 
 # What CI runs in the VM: the suite over runc $(VM_CI_RUNC), without the two scripts whose
 # fault injection needs runc 1.1 (they pass with VM_RUNC=distro; notes-vm.md).
 VM_CI_RUNC ?= v1.3.7
 VM_CI_SKIP ?= TestE2E/(restore_hangs|restore_fails_overlay)$$
 e2e-vm-ci:
-	TARDIS_VM_RUNC=$(VM_CI_RUNC) vagrant/vm.sh e2e 'TestE2E' '$(VM_CI_SKIP)'
+	GO=$(GO) TARDIS_VM_RUNC=$(VM_CI_RUNC) vagrant/vm.sh e2e 'TestE2E' '$(VM_CI_SKIP)'
 
 # The suite in a Vagrant VM (vagrant/Vagrantfile; libvirt or virtualbox), for those with Vagrant.
 e2e-vagrant:
