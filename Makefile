@@ -6,7 +6,7 @@ PREFIX  ?= /usr/local
 FUZZTIME ?= 10s
 FUZZERS  := internal/runcargs:FuzzParse internal/config:FuzzLoad internal/store:FuzzManifest internal/criuimg:FuzzValidate
 
-.PHONY: bench fuzz all build test vet check e2e-deps e2e-local e2e-matrix e2e-cgroup2 e2e e2e-gpu gpu-carry demo install clean
+.PHONY: bench fuzz all build test vet check e2e-deps e2e-local e2e-matrix e2e-cgroup2 e2e e2e-vm-ci e2e-vagrant e2e-gpu gpu-carry demo install clean
 
 all: build
 
@@ -25,14 +25,14 @@ test: vet
 	$(GO) test ./...
 
 # Everything CI runs: dependencies, unit and scenario tests, the real end-to-end suite
-# against every runc and containerd of E2E_MATRIX, then its runc scripts in the cgroup v2
-# tier. On the 2-core CI machines: about 1.5 minutes to build runc and containerd the first
-# time, then about 40 s per combination and 30 s for the tier.
-# Both e2e runs happen even when the first fails.
+# against every runc and containerd of E2E_MATRIX on this host (cgroup v1), its runc
+# scripts in the cgroup v2 tier, and most of it in a cgroup v2 VM. Each e2e run happens
+# even when an earlier one fails.
 check: E2E_DEPS_FLAGS = --with-crictl --with-docker-podman --with-latest
 check: e2e-deps test fuzz
 	@rc=0; $(MAKE) --no-print-directory e2e-matrix || rc=1; \
-	$(MAKE) --no-print-directory e2e-cgroup2 || rc=1; exit $$rc
+	$(MAKE) --no-print-directory e2e-cgroup2 || rc=1; \
+	$(MAKE) --no-print-directory e2e-vm-ci || rc=1; exit $$rc
 
 # Each fuzz target for FUZZTIME (seed corpora in each package's testdata/fuzz).
 fuzz:
@@ -110,8 +110,23 @@ e2e-cgroup2: E2E_DEPS_FLAGS = --with-crictl $(if $(filter latest,$(E2E_CGROUP2_R
 e2e-cgroup2: e2e-deps build
 	TARDIS_E2E_CGROUP2=1 TARDIS_E2E_RUNC=$(E2E_CGROUP2_RUNC) $(E2E_GO_TEST) -run '$(E2E_RUN)' ./cmd/tardis
 
-# The same suite inside a Debian 13 VM (vagrant/Vagrantfile).
+# The same suite inside a Debian 13 VM under QEMU, with cgroup v2 (vagrant/vm.sh): the image
+# is built from Debian packages (as root, once; cached in $(BIN)/vm), tardis and the test
+# binary are built here. VM_RUNC=distro is trixie's runc (1.1.15); a version (v1.3.7) is
+# built from the Go module proxy and used in its place. See notes-vm.md.
+VM_RUNC ?= distro
 e2e:
+	GO=$(GO) TARDIS_VM_RUNC=$(VM_RUNC) vagrant/vm.sh e2e
+
+# What CI runs in the VM: the suite over runc $(VM_CI_RUNC), without the two scripts whose
+# fault injection needs runc 1.1 (they pass with VM_RUNC=distro; notes-vm.md).
+VM_CI_RUNC ?= v1.3.7
+VM_CI_SKIP ?= TestE2E/(restore_hangs|restore_fails_overlay)$$
+e2e-vm-ci:
+	GO=$(GO) TARDIS_VM_RUNC=$(VM_CI_RUNC) vagrant/vm.sh e2e 'TestE2E' '$(VM_CI_SKIP)'
+
+# The suite in a Vagrant VM (vagrant/Vagrantfile; libvirt or virtualbox), for those with Vagrant.
+e2e-vagrant:
 	cd vagrant && vagrant up --provision && vagrant ssh -c 'cd /tardis && sudo make e2e-local'
 
 # The GPU end-to-end run (vagrant/e2e-gpu.sh), on a machine with an NVIDIA GPU and none of
