@@ -40,7 +40,7 @@ import (
 //	                       containerd, containerd-shim-runc-v2 and ctr
 //
 // TARDIS_E2E_CGROUP2=1 runs the runc scripts in a mount namespace whose /sys/fs/cgroup
-// is cgroup v2 (see e2e_cgroup2_test.go); the containerd ones skip there.
+// is cgroup v2 (see e2e_cgroup2_test.go); the containerd, Docker and Podman ones skip there.
 //
 // A runc or containerd asked for by name that is not there fails the test; only the
 // defaults, when missing, skip it (or its containerd scripts). The containerd's folder
@@ -90,8 +90,9 @@ func TestE2E(t *testing.T) {
 	} else if reason != "" {
 		t.Skip(reason)
 	}
-	if cgroup2Tier {
+	if cgroup2Tier { // a partial cgroup v2: no controller a container manager needs
 		tools.containerd, tools.ctr, tools.containerdDir, tools.containerdVersion = "", "", "", ""
+		tools.noManagers = true
 	}
 	bin := t.TempDir()
 	tools.tardis = filepath.Join(bin, "tardis")
@@ -116,6 +117,7 @@ type e2eTools struct {
 	tardis, runc, criu, busybox, containerd, ctr string
 	runcVersion, containerdVersion               string // "1.1.5", "2.4.2"
 	containerdDir                                string // containerd's folder, first on its PATH
+	noManagers                                   bool   // Docker and Podman scripts skip (cgroup v2 tier)
 }
 
 // runcTakesCriu says whether this runc takes the global `--criu` option and uses it:
@@ -370,9 +372,9 @@ func e2eParams(tl e2eTools) testscript.Params {
 			case "containerd":
 				return tl.containerd != "" && tl.ctr != "", nil
 			case "docker": // e2e_docker_test.go
-				return dockerCondition(), nil
+				return !tl.noManagers && dockerCondition(), nil
 			case "podman":
-				return podmanCondition(), nil
+				return !tl.noManagers && podmanCondition(), nil
 			case "containerd2":
 				return tl.containerd2(), nil
 			case "runc-criu-option":

@@ -101,6 +101,9 @@ func (a *app) create() int {
 	if a.inv.Command == "run" && !a.inv.Bool("detach") {
 		return keep(errors.New("run without --detach cannot be restored (restore is always detached)"))
 	}
+	if err := a.restorableHere(); err != nil {
+		return keep(err) // a node whose runc can restore it may take it
+	}
 	if ck, err = a.store.Claim(r, a.paths.Owner()); err != nil {
 		a.log.Warn("cannot claim the key's checkpoint; creating the container fresh", err)
 		return a.passThrough()

@@ -31,6 +31,7 @@ type fakeRunc struct {
 	containers map[string]*runc.State // by root + "/" + id
 	calls      *[]string
 	faults     map[string]fault
+	version    runc.Version // what Version reports; 1.1.5 unless set
 	start      func(id string, restored bool) (pid int, end func())
 	ends       map[int]func() // by pid
 }
@@ -257,7 +258,10 @@ func (f *fakeRunc) Resume(ctx context.Context, id string) error {
 }
 
 func (f *fakeRunc) Version(context.Context) (runc.Version, error) {
-	return runc.Version{Major: 1, Minor: 1, Patch: 5, Text: "runc version 1.1.5"}, nil
+	if f.version.Major == 0 {
+		return runc.Version{Major: 1, Minor: 1, Patch: 5, Text: "runc version 1.1.5"}, nil
+	}
+	return f.version, nil
 }
 
 func (f *fakeRunc) InRoot(root string) Runc {
@@ -282,6 +286,7 @@ type world struct {
 	// variables); devPrefix is where tardis looks for GPU devices.
 	environ   []string
 	devPrefix string
+	cgroup2   bool // /sys/fs/cgroup is cgroup v2, as tardis sees it
 }
 
 func newWorld(t *testing.T) *world {
@@ -347,6 +352,7 @@ func (w *world) tardis(args ...string) int {
 		Runc: w.runc, CRIU: fakeCRIU{},
 		Inline:  true,
 		Environ: append(os.Environ(), w.environ...), GPUDevPrefix: w.devPrefix,
+		CgroupV2: func() bool { return w.cgroup2 },
 	}
 	return Main(env)
 }

@@ -69,6 +69,26 @@ func (t *restoreTx) run() bool {
 	return true
 }
 
+// restorableHere is why this node restores no checkpoint at all, nil when it can. runc
+// before 1.2 on cgroup v2 restores a container into the cgroup of the container that was
+// checkpointed (CRIU re-creates it), not into the new container's, which stays empty:
+// the new container's limits do not apply to it, and its next checkpoint fails, since
+// runc freezes the empty cgroup and CRIU cannot seize the process. A runc whose version
+// cannot be read is left to try.
+func (a *app) restorableHere() error {
+	if a.env.CgroupV2 == nil || !a.env.CgroupV2() {
+		return nil
+	}
+	ctx, cancel := a.bounded(statusTimeout)
+	defer cancel()
+	v, err := a.runc.Version(ctx)
+	if err != nil || v.AtLeast(1, 2) {
+		return nil
+	}
+	return fmt.Errorf("%s on cgroup v2 restores a container into the cgroup of the one that was checkpointed, "+
+		"not into its own (its limits would not apply, and it could not be checkpointed again): restoring needs runc 1.2 or later", v.Text)
+}
+
 func (t *restoreTx) step(name string, since time.Time) { t.timings[name] = ms(time.Since(since)) }
 
 func (t *restoreTx) validate() error {

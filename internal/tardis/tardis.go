@@ -65,6 +65,8 @@ type Env struct {
 	// GPUDevPrefix starts the path of every GPU device node ("" means /dev/nvidia): a
 	// container holds the GPU when a process has one open or mapped (tests use fakes).
 	GPUDevPrefix string
+	// CgroupV2 tells whether the node's cgroups are v2 (nil: they are taken to be v1).
+	CgroupV2 func() bool
 }
 
 // OS is the real environment. A caller that gives no PATH (Podman runs the runtime with an
@@ -79,6 +81,10 @@ func OS() Env {
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		FS: fsys.OS{}, IsSelf: runc.SameFile,
 		Mountinfo: "/proc/self/mountinfo", CPUInfo: "/proc/cpuinfo",
+		CgroupV2: func() bool {
+			var st syscall.Statfs_t
+			return syscall.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == 0x63677270 // CGROUP2_SUPER_MAGIC
+		},
 	}
 }
 

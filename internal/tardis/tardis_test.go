@@ -165,6 +165,47 @@ func TestCreateRestoreFailsOrHangs(t *testing.T) {
 	}
 }
 
+// runc before 1.2 restores on cgroup v2 into the cgroup of the container that was
+// checkpointed, not the new one's: the new container's limits would not apply and its
+// next checkpoint fails (CRIU cannot seize a process outside the frozen cgroup). tardis
+// does not restore there; the checkpoint stays for a node whose runc can.
+func TestCreateOnCgroup2WithOldRuncKeepsCheckpoint(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		cgroup2 bool
+		version runc.Version
+		restore bool
+	}{
+		{"cgroup v2, runc 1.1.15", true, runc.Version{Major: 1, Minor: 1, Patch: 15, Text: "runc version 1.1.15"}, false},
+		{"cgroup v2, runc 1.2.0", true, runc.Version{Major: 1, Minor: 2, Text: "runc version 1.2.0"}, true},
+		{"cgroup v1, runc 1.1.5", false, runc.Version{}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.cgroup2, w.runc.version = c.cgroup2, c.version
+			ck := w.checkpointed("web", "c0", counter)
+			b := w.bundle("b", counter, "dev.tardis.enabled=true", "dev.tardis.key=web")
+			if code := w.tardis("create", "--bundle", b, "c1"); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			if c.restore {
+				if w.runc.called("restore") != 1 || w.current("web") != "" {
+					t.Fatalf("not restored: current %q, calls %v", w.current("web"), *w.runc.calls)
+				}
+				return
+			}
+			w.wantLog(`"msg":"restore not attempted, checkpoint kept; creating the container fresh"`)
+			w.wantLog(`runc version 1.1.15 on cgroup v2 restores a container into the cgroup of the one that was checkpointed`)
+			if w.current("web") != ck || w.runc.called("restore") != 0 || w.runc.called("exec create") != 1 {
+				t.Fatalf("current %q, calls %v", w.current("web"), *w.runc.calls)
+			}
+			if sf := w.state("c1"); sf.Started != "created" || !strings.Contains(sf.Fallback, "runc 1.2") {
+				t.Fatalf("state %+v", sf)
+			}
+		})
+	}
+}
+
 func TestCreateForegroundRunKeepsCheckpoint(t *testing.T) {
 	w := newWorld(t)
 	ck := w.checkpointed("web", "c0", counter)
