@@ -401,7 +401,7 @@ func TestValidateCases(t *testing.T) {
 // writeExtras writes, by hand, images whose entries are followed by raw
 // payload (crit's encoder cannot write all of them), then damages them:
 // 0 none, 1 cut pipes-data, 2 cut ipcns-msg, 3 grow pipes-data.
-func writeExtras(t *testing.T, w *criuimgtest.Writer, dir string, damage int) {
+func writeExtras(t testing.TB, w *criuimgtest.Writer, dir string, damage int) {
 	frame := func(m proto.Message) []byte {
 		criuimgtest.FillRequired(m.ProtoReflect())
 		b, err := proto.Marshal(m)
