@@ -29,6 +29,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/seccomp"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	tcp_stream "github.com/checkpoint-restore/go-criu/v7/crit/images/tcp-stream"
+	"github.com/checkpoint-restore/go-criu/v7/magic"
 	"github.com/tardis-runtime/tardis/internal/criuimg/criuimgtest"
 	"google.golang.org/protobuf/proto"
 )
@@ -410,9 +411,9 @@ func writeExtras(t testing.TB, w *criuimgtest.Writer, dir string, damage int) {
 		}
 		return append([]byte{byte(len(b)), 0, 0, 0}, b...)
 	}
-	write := func(name, magic string, parts ...[]byte) {
+	write := func(name, m string, parts ...[]byte) {
 		head := []byte{0x19, 0x43, 0x56, 0x54, 0, 0, 0, 0}
-		binary.LittleEndian.PutUint32(head[4:], uint32(magics.ByName[magic]))
+		binary.LittleEndian.PutUint32(head[4:], uint32(magic.LoadMagic().ByName[m]))
 		if err := os.WriteFile(filepath.Join(dir, name), slices.Concat(append([][]byte{head}, parts...)...), 0o600); err != nil {
 			t.Fatal(err)
 		}

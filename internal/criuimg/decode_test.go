@@ -201,7 +201,7 @@ type decoded struct {
 }
 
 func payloadOf(magic string) func([]byte) any {
-	return func(b []byte) any { _, n := payload(magic, b); return n }
+	return func(b []byte) any { return payloadSize(magic, b) }
 }
 
 var decodeds = []decoded{

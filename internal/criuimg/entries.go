@@ -4,6 +4,17 @@ package criuimg
 // accepted against the message named in each comment. The differential tests
 // compare each with go-criu's generated getters.
 
+// Values of task_core_entry.task_state and pagemap_entry.flags (CRIU's
+// compel task-state.h and pagemap.h).
+const (
+	taskAlive  = 1
+	taskDead   = 2 // a zombie: CRIU dumps only its core image
+	taskZombie = 6 // compel's name for the same; tolerated in case an image carries it
+
+	pePresent = 1 << 2 // the pages are in this image's pages-<id>.img
+	peParent  = 1 << 0 // the pages are in the parent (pre-dump) image
+)
+
 func u32(num uint32, parts ...[]byte) uint32 {
 	v, _ := uintField(num, parts...)
 	return uint32(v)
@@ -47,29 +58,48 @@ func presentPages(b []byte) uint32 {
 	return u32(2, b)
 }
 
-// payload reads the size of the raw bytes CRIU writes after an entry of the
-// images that have them, with the message of their entries (the entries of
-// IPCNS_MSG and GHOST_FILE alternate two messages, see rawAfter).
-func payload(magic string, b []byte) (*message, uint64) {
+// payloadEntry returns the message of the entries of an image in which each
+// entry is followed by raw bytes, or nil. (The entries of IPCNS_MSG and
+// GHOST_FILE alternate two messages, see rawAfter.)
+func payloadEntry(magic string) *message {
+	switch magic {
+	case "PIPES_DATA", "FIFO_DATA":
+		return &msgPipeDataEntry
+	case "SK_QUEUES":
+		return &msgSkPacketEntry
+	case "TCP_STREAM":
+		return &msgTcpStreamEntry
+	case "BPFMAP_DATA":
+		return &msgBpfmapDataEntry
+	case "IPCNS_SEM":
+		return &msgIpcSemEntry
+	case "IPCNS_SHM":
+		return &msgIpcShmEntry
+	}
+	return nil
+}
+
+// payloadSize reads how many raw bytes follow an entry of such an image.
+func payloadSize(magic string, b []byte) uint64 {
 	switch magic {
 	case "PIPES_DATA", "FIFO_DATA": // pipe_data_entry.bytes
-		return &msgPipeDataEntry, uint64(u32(2, b))
+		return uint64(u32(2, b))
 	case "SK_QUEUES": // sk_packet_entry.length
-		return &msgSkPacketEntry, uint64(u32(2, b))
+		return uint64(u32(2, b))
 	case "TCP_STREAM": // tcp_stream_entry.inq_len + outq_len
-		return &msgTcpStreamEntry, uint64(u32(1, b)) + uint64(u32(3, b))
+		return uint64(u32(1, b)) + uint64(u32(3, b))
 	case "BPFMAP_DATA": // bpfmap_data_entry.keys_bytes + values_bytes
-		return &msgBpfmapDataEntry, uint64(u32(2, b)) + uint64(u32(3, b))
+		return uint64(u32(2, b)) + uint64(u32(3, b))
 	case "IPCNS_SEM": // ipc_sem_entry.nsems u16 values, 64-bit aligned
-		return &msgIpcSemEntry, roundUp(2*uint64(u32(2, b)), 8)
+		return roundUp(2*uint64(u32(2, b)), 8)
 	case "IPCNS_SHM": // ipc_shm_entry: older CRIU wrote the segment inline
 		if inPagemaps, _ := uintField(3, b); inPagemaps != 0 {
-			return &msgIpcShmEntry, 0
+			return 0
 		}
 		size, _ := uintField(2, b)
-		return &msgIpcShmEntry, roundUp(size, 4)
+		return roundUp(size, 4)
 	}
-	return nil, 0
+	return 0
 }
 
 // msgQueueLen reads ipc_msg_entry.qnum, and msgTextLen the (64-bit aligned)

@@ -1,5 +1,13 @@
 package criuimg
 
+// Magic numbers of CRIU images (CRIU's criu/include/magic.h; images v1.1):
+// every image but inventory.img starts with imgCommon, and the service files
+// stats-* and irmap-cache with imgService, then the image's own magic.
+const (
+	imgCommon  = 0x54564319
+	imgService = 0x55105940
+)
+
 // magicTable lists the magic of every kind of image CRIU writes with
 // protobuf entries, by value (TestMagicTable checks it against go-criu's).
 // Raw images (pages, tarballs, iptables dumps...) have none.
