@@ -11,7 +11,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit"
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
@@ -623,4 +625,64 @@ func BenchmarkValidate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestNotRegular puts a FIFO (which a plain open would wait on forever) or a
+// directory where Validate and the stats readers expect files.
+func TestNotRegular(t *testing.T) {
+	for _, name := range []string{"inventory.img", "pstree.img", "zz-1.img", "descriptors.json", "stats-dump"} {
+		for _, kind := range []string{"fifo", "dir"} {
+			t.Run(name+"/"+kind, func(t *testing.T) {
+				dir := fakeDir(t, fakeProc)
+				path := filepath.Join(dir, name)
+				os.Remove(path)
+				var err error
+				if kind == "fifo" {
+					err = syscall.Mkfifo(path, 0o600)
+				} else {
+					err = os.Mkdir(path, 0o700)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				errs := make(chan error, 2)
+				go func() {
+					errs <- Validate(dir)
+					_, err := ReadDumpStats(dir)
+					errs <- err
+				}()
+				// Validate does not read stats-dump, and skips directories
+				// named *.img (a missing pstree.img is caught as such).
+				wantValidate, wantStats := name, ""
+				if name == "stats-dump" {
+					wantValidate, wantStats = "", name
+				} else if name == "zz-1.img" && kind == "dir" {
+					wantValidate = ""
+				}
+				for _, want := range []string{wantValidate, wantStats} {
+					select {
+					case err := <-errs:
+						if want == "" && err != nil {
+							t.Fatal(err)
+						}
+						if want != "" {
+							wantInvalid(t, err, want)
+						}
+					case <-time.After(10 * time.Second):
+						t.Fatal("hangs")
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestDescriptorsTooLarge(t *testing.T) {
+	dir := fakeDir(t, fakeProc)
+	w := &criuimgtest.Writer{Dir: dir}
+	w.Sparse("descriptors.json", 2<<20)
+	if w.Err != nil {
+		t.Fatal(w.Err)
+	}
+	wantInvalid(t, Validate(dir), "descriptors.json: 2097152 bytes")
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // ErrInvalid is wrapped by every validation failure (errors.Is(err, criuimg.ErrInvalid)).
@@ -207,32 +208,44 @@ type frames struct {
 // 16 MiB are read at once; larger ones (ghost files, old-style SysV shm) are
 // walked in place.
 func openFrames(dir, file string) (string, *frames, error) {
-	f, err := os.Open(filepath.Join(dir, file))
+	f, st, err := openRegular(filepath.Join(dir, file))
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil, invalid(file, "missing")
 	}
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: %s: %w", ErrInvalid, file, err)
 	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = errors.New("not a regular file")
-	}
-	fr := &frames{file: file, r: f}
-	if err == nil {
-		fr.size = st.Size()
-		if fr.size <= 16<<20 {
-			var b []byte
-			b, err = io.ReadAll(io.LimitReader(f, fr.size))
-			f.Close()
-			fr.r, fr.size = bytes.NewReader(b), int64(len(b))
+	fr := &frames{file: file, r: f, size: st.Size()}
+	if fr.size <= 16<<20 {
+		b, err := io.ReadAll(io.LimitReader(f, fr.size))
+		f.Close()
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: %s: %w", ErrInvalid, file, err)
 		}
-	}
-	if err != nil {
-		fr.close()
-		return "", nil, fmt.Errorf("%w: %s: %w", ErrInvalid, file, err)
+		fr.r, fr.size = bytes.NewReader(b), int64(len(b))
 	}
 	return readMagic(fr)
+}
+
+// errNotRegular is why a FIFO, device, socket or directory is not an image.
+var errNotRegular = errors.New("not a regular file")
+
+// openRegular opens a regular file for reading. It opens without blocking: a
+// plain open of a FIFO waits for a writer, forever in an image dir.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = errNotRegular
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
 }
 
 // close releases the descriptor of a large image walked in place.

@@ -1,8 +1,8 @@
 package criuimg
 
 import (
+	"errors"
 	"io"
-	"os"
 	"path/filepath"
 )
 
@@ -54,7 +54,10 @@ func ReadRestoreStats(dir string) (*RestoreStats, error) {
 // readStats returns the one stats_entry of a stats file (crit.GetDumpStats,
 // which this replaces, panics on a short file).
 func readStats(dir, file string) ([]byte, error) {
-	f, err := os.Open(filepath.Join(dir, file))
+	f, _, err := openRegular(filepath.Join(dir, file))
+	if errors.Is(err, errNotRegular) {
+		return nil, invalid(file, "%v", err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -321,14 +321,25 @@ func sortedNames(images map[string]*image) []string {
 	return names
 }
 
+// maxDescriptors bounds descriptors.json, which runc writes as three paths.
+const maxDescriptors = 1 << 20
+
 // checkDescriptors checks runc's descriptors.json: runc restore needs it to
 // map the image's stdio, as a JSON array of exactly three strings.
 func checkDescriptors(dir string) error {
 	const file = "descriptors.json"
-	b, err := os.ReadFile(filepath.Join(dir, file))
+	f, st, err := openRegular(filepath.Join(dir, file))
 	if errors.Is(err, os.ErrNotExist) {
 		return invalid(file, "missing (runc restore needs it)")
 	}
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalid, file, err)
+	}
+	defer f.Close()
+	if st.Size() > maxDescriptors {
+		return invalid(file, "%d bytes, more than runc writes", st.Size())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxDescriptors))
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalid, file, err)
 	}
