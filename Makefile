@@ -4,7 +4,7 @@ BIN     ?= bin
 PREFIX  ?= /usr/local
 
 FUZZTIME ?= 10s
-FUZZERS  := internal/runcargs:FuzzParse internal/config:FuzzLoad internal/store:FuzzManifest internal/criuimg:FuzzValidate
+FUZZERS  := internal/runcargs:FuzzParse internal/config:FuzzLoad internal/store:FuzzManifest internal/criuimg:FuzzValidate internal/criuimg:FuzzDecode
 
 .PHONY: bench fuzz all build test vet check e2e-deps e2e-local e2e-matrix e2e-cgroup2 e2e e2e-vm-ci e2e-vagrant e2e-gpu gpu-carry demo install clean
 

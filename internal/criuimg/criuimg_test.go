@@ -11,7 +11,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit"
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
@@ -29,6 +31,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/seccomp"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	tcp_stream "github.com/checkpoint-restore/go-criu/v7/crit/images/tcp-stream"
+	"github.com/checkpoint-restore/go-criu/v7/magic"
 	"github.com/tardis-runtime/tardis/internal/criuimg/criuimgtest"
 	"google.golang.org/protobuf/proto"
 )
@@ -401,7 +404,7 @@ func TestValidateCases(t *testing.T) {
 // writeExtras writes, by hand, images whose entries are followed by raw
 // payload (crit's encoder cannot write all of them), then damages them:
 // 0 none, 1 cut pipes-data, 2 cut ipcns-msg, 3 grow pipes-data.
-func writeExtras(t *testing.T, w *criuimgtest.Writer, dir string, damage int) {
+func writeExtras(t testing.TB, w *criuimgtest.Writer, dir string, damage int) {
 	frame := func(m proto.Message) []byte {
 		criuimgtest.FillRequired(m.ProtoReflect())
 		b, err := proto.Marshal(m)
@@ -410,9 +413,9 @@ func writeExtras(t *testing.T, w *criuimgtest.Writer, dir string, damage int) {
 		}
 		return append([]byte{byte(len(b)), 0, 0, 0}, b...)
 	}
-	write := func(name, magic string, parts ...[]byte) {
+	write := func(name, m string, parts ...[]byte) {
 		head := []byte{0x19, 0x43, 0x56, 0x54, 0, 0, 0, 0}
-		binary.LittleEndian.PutUint32(head[4:], uint32(magics.ByName[magic]))
+		binary.LittleEndian.PutUint32(head[4:], uint32(magic.LoadMagic().ByName[m]))
 		if err := os.WriteFile(filepath.Join(dir, name), slices.Concat(append([][]byte{head}, parts...)...), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -622,4 +625,64 @@ func BenchmarkValidate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestNotRegular puts a FIFO (which a plain open would wait on forever) or a
+// directory where Validate and the stats readers expect files.
+func TestNotRegular(t *testing.T) {
+	for _, name := range []string{"inventory.img", "pstree.img", "zz-1.img", "descriptors.json", "stats-dump"} {
+		for _, kind := range []string{"fifo", "dir"} {
+			t.Run(name+"/"+kind, func(t *testing.T) {
+				dir := fakeDir(t, fakeProc)
+				path := filepath.Join(dir, name)
+				os.Remove(path)
+				var err error
+				if kind == "fifo" {
+					err = syscall.Mkfifo(path, 0o600)
+				} else {
+					err = os.Mkdir(path, 0o700)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				errs := make(chan error, 2)
+				go func() {
+					errs <- Validate(dir)
+					_, err := ReadDumpStats(dir)
+					errs <- err
+				}()
+				// Validate does not read stats-dump, and skips directories
+				// named *.img (a missing pstree.img is caught as such).
+				wantValidate, wantStats := name, ""
+				if name == "stats-dump" {
+					wantValidate, wantStats = "", name
+				} else if name == "zz-1.img" && kind == "dir" {
+					wantValidate = ""
+				}
+				for _, want := range []string{wantValidate, wantStats} {
+					select {
+					case err := <-errs:
+						if want == "" && err != nil {
+							t.Fatal(err)
+						}
+						if want != "" {
+							wantInvalid(t, err, want)
+						}
+					case <-time.After(10 * time.Second):
+						t.Fatal("hangs")
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestDescriptorsTooLarge(t *testing.T) {
+	dir := fakeDir(t, fakeProc)
+	w := &criuimgtest.Writer{Dir: dir}
+	w.Sparse("descriptors.json", 2<<20)
+	if w.Err != nil {
+		t.Fatal(w.Err)
+	}
+	wantInvalid(t, Validate(dir), "descriptors.json: 2097152 bytes")
 }

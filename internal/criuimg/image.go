@@ -1,9 +1,10 @@
 // Package criuimg checks, reads and fakes CRIU checkpoint image directories
 // (as written by `runc checkpoint --image-path DIR`) without running CRIU.
 //
-// It uses go-criu's generated protobuf types and magic table, but does its own
-// framing: crit's readers use plain reads, so truncated files can pass them and
-// short files can make them panic.
+// It decodes CRIU's protobuf entries itself (wire.go, with the message schemas
+// of schema.go) rather than with go-criu's generated types: their package
+// inits, and the protobuf runtime's, would cost every tardis start, runc state
+// and exec included. Tests hold the decoder to go-criu's.
 package criuimg
 
 import (
@@ -15,10 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/checkpoint-restore/go-criu/v7/magic"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
+	"syscall"
 )
 
 // ErrInvalid is wrapped by every validation failure (errors.Is(err, criuimg.ErrInvalid)).
@@ -29,44 +27,156 @@ func invalid(file, format string, a ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalid, file, fmt.Sprintf(format, a...))
 }
 
-var magics = magic.LoadMagic()
-
-const (
-	imgCommon  = 0x54564319 // prefixes every image but inventory (images v1.1)
-	imgService = 0x55105940 // prefixes stats-* and irmap-cache
-)
-
-// rawKinds are the images CRIU writes without magic or framing (RAW_IMAGE_MAGIC
-// in CRIU's magic.h): page contents, ip/iptables/nft dumps, tarballs.
-var rawKinds = map[string]bool{
-	"pages": true, "pages-shmem": true, "ifaddr": true, "route": true, "route6": true,
-	"rule": true, "iptables": true, "ip6tables": true, "nftables": true,
-	"netns-ct": true, "netns-exp": true,
+// isRawKind reports whether CRIU writes images of a kind without magic or
+// framing (RAW_IMAGE_MAGIC in CRIU's magic.h): page contents, ip/iptables/nft
+// dumps. (A switch, not a map: no package init.)
+func isRawKind(kind string) bool {
+	switch kind {
+	case "pages", "pages-shmem", "ifaddr", "route", "route6", "rule", "iptables", "ip6tables",
+		"nftables", "netns-ct", "netns-exp":
+		return true
+	}
+	return false
 }
 
-// kindMagic is the magic CRIU's image-desc.c gives each image name, so that a
-// magic that is known but belongs to another image is caught too. Names not
+// kindMagic returns the magic CRIU's image-desc.c gives an image name, so that
+// a magic that is known but belongs to another image is caught too. Names not
 // listed here (images of a newer CRIU) only need a known magic.
-var kindMagic = map[string]string{
-	"inventory": "INVENTORY", "pstree": "PSTREE", "core": "CORE", "ids": "IDS", "mm": "MM",
-	"fs": "FS", "pagemap": "PAGEMAP", "pagemap-shmem": "PAGEMAP", "pagemap-secretmem": "PAGEMAP",
-	"fdinfo": "FDINFO", "files": "FILES", "reg-files": "REG_FILES", "ext-files": "EXT_FILES",
-	"ns-files": "NS_FILES", "eventfd": "EVENTFD_FILE", "eventpoll": "EVENTPOLL_FILE",
-	"eventpoll-tfd": "EVENTPOLL_TFD", "signalfd": "SIGNALFD", "inotify": "INOTIFY_FILE",
-	"inotify-wd": "INOTIFY_WD", "fanotify": "FANOTIFY_FILE", "fanotify-mark": "FANOTIFY_MARK",
-	"vmas": "VMAS", "pipes": "PIPES", "pipes-data": "PIPES_DATA", "fifo": "FIFO",
-	"fifo-data": "FIFO_DATA", "sigacts": "SIGACT", "unixsk": "UNIXSK", "inetsk": "INETSK",
-	"packetsk": "PACKETSK", "netlinksk": "NETLINK_SK", "sk-queues": "SK_QUEUES",
-	"itimers": "ITIMERS", "posix-timers": "POSIX_TIMERS", "creds": "CREDS", "utsns": "UTSNS",
-	"ipcns-var": "IPC_VAR", "ipcns-shm": "IPCNS_SHM", "ipcns-msg": "IPCNS_MSG",
-	"ipcns-sem": "IPCNS_SEM", "remap-fpath": "REMAP_FPATH", "ghost-file": "GHOST_FILE",
-	"memfd": "MEMFD_INODE", "tcp-stream": "TCP_STREAM", "mountpoints": "MNTS",
-	"netdev": "NETDEV", "netns": "NETNS", "autofs": "AUTOFS", "binfmt-misc": "BINFMT_MISC",
-	"tty": "TTY_FILES", "tty-info": "TTY_INFO", "tty-data": "TTY_DATA",
-	"filelocks": "FILE_LOCKS", "rlimit": "RLIMIT", "signal-s": "SIGNAL", "signal-p": "SIGNAL",
-	"tunfile": "TUNFILE", "cgroup": "CGROUP", "timerfd": "TIMERFD", "cpuinfo": "CPUINFO",
-	"seccomp": "SECCOMP", "userns": "USERNS", "timens": "TIMENS", "pidns": "PIDNS",
-	"bpfmap-file": "BPFMAP_FILE", "bpfmap-data": "BPFMAP_DATA", "apparmor": "APPARMOR",
+func kindMagic(kind string) (string, bool) {
+	m := ""
+	switch kind {
+	case "inventory":
+		m = "INVENTORY"
+	case "pstree":
+		m = "PSTREE"
+	case "core":
+		m = "CORE"
+	case "ids":
+		m = "IDS"
+	case "mm":
+		m = "MM"
+	case "fs":
+		m = "FS"
+	case "pagemap", "pagemap-shmem", "pagemap-secretmem":
+		m = "PAGEMAP"
+	case "fdinfo":
+		m = "FDINFO"
+	case "files":
+		m = "FILES"
+	case "reg-files":
+		m = "REG_FILES"
+	case "ext-files":
+		m = "EXT_FILES"
+	case "ns-files":
+		m = "NS_FILES"
+	case "eventfd":
+		m = "EVENTFD_FILE"
+	case "eventpoll":
+		m = "EVENTPOLL_FILE"
+	case "eventpoll-tfd":
+		m = "EVENTPOLL_TFD"
+	case "signalfd":
+		m = "SIGNALFD"
+	case "inotify":
+		m = "INOTIFY_FILE"
+	case "inotify-wd":
+		m = "INOTIFY_WD"
+	case "fanotify":
+		m = "FANOTIFY_FILE"
+	case "fanotify-mark":
+		m = "FANOTIFY_MARK"
+	case "vmas":
+		m = "VMAS"
+	case "pipes":
+		m = "PIPES"
+	case "pipes-data":
+		m = "PIPES_DATA"
+	case "fifo":
+		m = "FIFO"
+	case "fifo-data":
+		m = "FIFO_DATA"
+	case "sigacts":
+		m = "SIGACT"
+	case "unixsk":
+		m = "UNIXSK"
+	case "inetsk":
+		m = "INETSK"
+	case "packetsk":
+		m = "PACKETSK"
+	case "netlinksk":
+		m = "NETLINK_SK"
+	case "sk-queues":
+		m = "SK_QUEUES"
+	case "itimers":
+		m = "ITIMERS"
+	case "posix-timers":
+		m = "POSIX_TIMERS"
+	case "creds":
+		m = "CREDS"
+	case "utsns":
+		m = "UTSNS"
+	case "ipcns-var":
+		m = "IPC_VAR"
+	case "ipcns-shm":
+		m = "IPCNS_SHM"
+	case "ipcns-msg":
+		m = "IPCNS_MSG"
+	case "ipcns-sem":
+		m = "IPCNS_SEM"
+	case "remap-fpath":
+		m = "REMAP_FPATH"
+	case "ghost-file":
+		m = "GHOST_FILE"
+	case "memfd":
+		m = "MEMFD_INODE"
+	case "tcp-stream":
+		m = "TCP_STREAM"
+	case "mountpoints":
+		m = "MNTS"
+	case "netdev":
+		m = "NETDEV"
+	case "netns":
+		m = "NETNS"
+	case "autofs":
+		m = "AUTOFS"
+	case "binfmt-misc":
+		m = "BINFMT_MISC"
+	case "tty":
+		m = "TTY_FILES"
+	case "tty-info":
+		m = "TTY_INFO"
+	case "tty-data":
+		m = "TTY_DATA"
+	case "filelocks":
+		m = "FILE_LOCKS"
+	case "rlimit":
+		m = "RLIMIT"
+	case "signal-s", "signal-p":
+		m = "SIGNAL"
+	case "tunfile":
+		m = "TUNFILE"
+	case "cgroup":
+		m = "CGROUP"
+	case "timerfd":
+		m = "TIMERFD"
+	case "cpuinfo":
+		m = "CPUINFO"
+	case "seccomp":
+		m = "SECCOMP"
+	case "userns":
+		m = "USERNS"
+	case "timens":
+		m = "TIMENS"
+	case "pidns":
+		m = "PIDNS"
+	case "bpfmap-file":
+		m = "BPFMAP_FILE"
+	case "bpfmap-data":
+		m = "BPFMAP_DATA"
+	case "apparmor":
+		m = "APPARMOR"
+	}
+	return m, m != ""
 }
 
 // imageKind strips ".img" and a trailing "-<hex id>": "core-12.img" -> "core",
@@ -82,7 +192,7 @@ func imageKind(name string) string {
 
 // isRaw reports whether an .img file is one CRIU writes raw (no magic, no entries).
 func isRaw(name string) bool {
-	return strings.HasSuffix(name, ".tar.gz.img") || rawKinds[imageKind(name)]
+	return strings.HasSuffix(name, ".tar.gz.img") || isRawKind(imageKind(name))
 }
 
 // frames walks the (u32 little-endian size, payload) entries of a CRIU image.
@@ -98,32 +208,44 @@ type frames struct {
 // 16 MiB are read at once; larger ones (ghost files, old-style SysV shm) are
 // walked in place.
 func openFrames(dir, file string) (string, *frames, error) {
-	f, err := os.Open(filepath.Join(dir, file))
+	f, st, err := openRegular(filepath.Join(dir, file))
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil, invalid(file, "missing")
 	}
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: %s: %w", ErrInvalid, file, err)
 	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = errors.New("not a regular file")
-	}
-	fr := &frames{file: file, r: f}
-	if err == nil {
-		fr.size = st.Size()
-		if fr.size <= 16<<20 {
-			var b []byte
-			b, err = io.ReadAll(io.LimitReader(f, fr.size))
-			f.Close()
-			fr.r, fr.size = bytes.NewReader(b), int64(len(b))
+	fr := &frames{file: file, r: f, size: st.Size()}
+	if fr.size <= 16<<20 {
+		b, err := io.ReadAll(io.LimitReader(f, fr.size))
+		f.Close()
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: %s: %w", ErrInvalid, file, err)
 		}
-	}
-	if err != nil {
-		fr.close()
-		return "", nil, fmt.Errorf("%w: %s: %w", ErrInvalid, file, err)
+		fr.r, fr.size = bytes.NewReader(b), int64(len(b))
 	}
 	return readMagic(fr)
+}
+
+// errNotRegular is why a FIFO, device, socket or directory is not an image.
+var errNotRegular = errors.New("not a regular file")
+
+// openRegular opens a regular file for reading. It opens without blocking: a
+// plain open of a FIFO waits for a writer, forever in an image dir.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = errNotRegular
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
 }
 
 // close releases the descriptor of a large image walked in place.
@@ -146,8 +268,8 @@ func readMagic(fr *frames) (string, *frames, error) {
 		fr.close()
 		return "", nil, err
 	}
-	name, ok := magics.ByValue[uint64(m)]
-	if !ok || m == imgCommon || m == imgService {
+	name, ok := magicName(m)
+	if !ok {
 		fr.close()
 		return "", nil, invalid(fr.file, "unknown magic 0x%08x", m)
 	}
@@ -196,7 +318,7 @@ func (fr *frames) next() ([]byte, error) {
 	}
 	fr.off += int64(n)
 	if err := wellFormed(b); err != nil {
-		return nil, invalid(fr.file, "entry at offset %d is not protobuf: %v", start, err)
+		return nil, fmt.Errorf("%w: %s: entry at offset %d is not protobuf: %w", ErrInvalid, fr.file, start, err)
 	}
 	return b, nil
 }
@@ -211,26 +333,15 @@ func (fr *frames) skip(n uint64, what string) error {
 	return nil
 }
 
-// wellFormed checks the protobuf wire format without knowing the message type.
+// wellFormed checks the wire format of an entry whose type is not known.
 func wellFormed(b []byte) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-	}
-	return nil
+	return check(&msgUnknown, b, true)
 }
 
-// unmarshal decodes one entry, naming the file and entry on failure.
-func unmarshal(file string, i int, b []byte, m proto.Message) error {
-	if err := proto.Unmarshal(b, m); err != nil {
-		return invalid(file, "entry %d: %v", i, err)
+// decode checks entry i of file as a message m (see check).
+func decode(file string, i int, b []byte, m *message) error {
+	if err := check(m, b, true); err != nil {
+		return fmt.Errorf("%w: %s: entry %d: %w", ErrInvalid, file, i, err)
 	}
 	return nil
 }

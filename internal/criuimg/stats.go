@@ -1,11 +1,9 @@
 package criuimg
 
 import (
+	"errors"
 	"io"
-	"os"
 	"path/filepath"
-
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 )
 
 // DumpStats is CRIU's dump statistics (from stats-dump in the image dir); the
@@ -33,18 +31,11 @@ func ReadDumpStats(dir string) (*DumpStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := e.GetDump()
-	if d == nil {
+	d, ok := dumpStats(e)
+	if !ok {
 		return nil, invalid("stats-dump", "no dump statistics")
 	}
-	return &DumpStats{
-		FreezingTime: d.GetFreezingTime(),
-		FrozenTime:   d.GetFrozenTime(),
-		MemdumpTime:  d.GetMemdumpTime(),
-		MemwriteTime: d.GetMemwriteTime(),
-		PagesScanned: d.GetPagesScanned(),
-		PagesWritten: d.GetPagesWritten(),
-	}, nil
+	return d, nil
 }
 
 // ReadRestoreStats reads DIR/stats-restore, with the errors of ReadDumpStats.
@@ -53,20 +44,20 @@ func ReadRestoreStats(dir string) (*RestoreStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := e.GetRestore()
-	if r == nil {
+	r, ok := restoreStats(e)
+	if !ok {
 		return nil, invalid("stats-restore", "no restore statistics")
 	}
-	return &RestoreStats{
-		ForkingTime:   r.GetForkingTime(),
-		RestoreTime:   r.GetRestoreTime(),
-		PagesRestored: r.GetPagesRestored(),
-	}, nil
+	return r, nil
 }
 
-// readStats frames the file itself: crit.GetDumpStats panics on a short file.
-func readStats(dir, file string) (*stats.StatsEntry, error) {
-	f, err := os.Open(filepath.Join(dir, file))
+// readStats returns the one stats_entry of a stats file (crit.GetDumpStats,
+// which this replaces, panics on a short file).
+func readStats(dir, file string) ([]byte, error) {
+	f, _, err := openRegular(filepath.Join(dir, file))
+	if errors.Is(err, errNotRegular) {
+		return nil, invalid(file, "%v", err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -95,9 +86,8 @@ func readStats(dir, file string) (*stats.StatsEntry, error) {
 	case err != io.EOF:
 		return nil, err
 	}
-	e := &stats.StatsEntry{}
-	if err := unmarshal(file, 0, p, e); err != nil {
+	if err := decode(file, 0, p, &msgStatsEntry); err != nil {
 		return nil, err
 	}
-	return e, nil
+	return p, nil
 }

@@ -10,33 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	bpfmap_data "github.com/checkpoint-restore/go-criu/v7/crit/images/bpfmap-data"
-	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
-	ghost_file "github.com/checkpoint-restore/go-criu/v7/crit/images/ghost-file"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/inventory"
-	ipc_msg "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-msg"
-	ipc_sem "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-sem"
-	ipc_shm "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-shm"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/pagemap"
-	pipe_data "github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
-	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
-	tcp_stream "github.com/checkpoint-restore/go-criu/v7/crit/images/tcp-stream"
-	"google.golang.org/protobuf/proto"
-)
-
-// Values of task_core_entry.task_state and pagemap_entry.flags (CRIU's
-// compel task-state.h and pagemap.h).
-const (
-	taskAlive  = 1
-	taskDead   = 2 // a zombie: CRIU dumps only its core image
-	taskZombie = 6 // compel's name for the same; tolerated in case an image carries it
-
-	pePresent = 1 << 2 // the pages are in this image's pages-<id>.img
-	peParent  = 1 << 0 // the pages are in the parent (pre-dump) image
 )
 
 // image is the protobuf entries of one image; raw payload that follows some
@@ -54,7 +27,7 @@ func readImage(dir, file string) (*image, error) {
 		return nil, err
 	}
 	defer fr.close()
-	if want, ok := kindMagic[imageKind(file)]; ok && want != m {
+	if want, ok := kindMagic(imageKind(file)); ok && want != m {
 		return nil, invalid(file, "magic %s, want %s", m, want)
 	}
 	img := &image{magic: m}
@@ -82,51 +55,17 @@ func readImage(dir, file string) (*image, error) {
 func rawAfter(fr *frames, magic string, i int, b []byte) (int64, error) {
 	var n uint64
 	switch magic {
-	case "PIPES_DATA", "FIFO_DATA":
-		e := &pipe_data.PipeDataEntry{}
-		if err := unmarshal(fr.file, i, b, e); err != nil {
+	case "PIPES_DATA", "FIFO_DATA", "SK_QUEUES", "TCP_STREAM", "BPFMAP_DATA", "IPCNS_SEM", "IPCNS_SHM":
+		if err := decode(fr.file, i, b, payloadEntry(magic)); err != nil {
 			return 0, err
 		}
-		n = uint64(e.GetBytes())
-	case "SK_QUEUES":
-		e := &sk_packet.SkPacketEntry{}
-		if err := unmarshal(fr.file, i, b, e); err != nil {
-			return 0, err
-		}
-		n = uint64(e.GetLength())
-	case "TCP_STREAM":
-		e := &tcp_stream.TcpStreamEntry{}
-		if err := unmarshal(fr.file, i, b, e); err != nil {
-			return 0, err
-		}
-		n = uint64(e.GetInqLen()) + uint64(e.GetOutqLen())
-	case "BPFMAP_DATA":
-		e := &bpfmap_data.BpfmapDataEntry{}
-		if err := unmarshal(fr.file, i, b, e); err != nil {
-			return 0, err
-		}
-		n = uint64(e.GetKeysBytes()) + uint64(e.GetValuesBytes())
-	case "IPCNS_SEM":
-		e := &ipc_sem.IpcSemEntry{}
-		if err := unmarshal(fr.file, i, b, e); err != nil {
-			return 0, err
-		}
-		n = roundUp(2*uint64(e.GetNsems()), 8)
-	case "IPCNS_SHM":
-		e := &ipc_shm.IpcShmEntry{}
-		if err := unmarshal(fr.file, i, b, e); err != nil {
-			return 0, err
-		}
-		if !e.GetInPagemaps() { // older CRIU wrote the segment inline
-			n = roundUp(e.GetSize(), 4)
-		}
+		n = payloadSize(magic, b)
 	case "IPCNS_MSG":
 		// A queue entry is followed by qnum (ipc_msg entry, message text) pairs.
-		e := &ipc_msg.IpcMsgEntry{}
-		if err := unmarshal(fr.file, i, b, e); err != nil {
+		if err := decode(fr.file, i, b, &msgIpcMsgEntry); err != nil {
 			return 0, err
 		}
-		for range e.GetQnum() {
+		for range msgQueueLen(b) {
 			mb, err := fr.next()
 			if err == io.EOF {
 				return 0, invalid(fr.file, "queue of entry %d: missing message at offset %d", i, fr.off)
@@ -134,11 +73,10 @@ func rawAfter(fr *frames, magic string, i int, b []byte) (int64, error) {
 			if err != nil {
 				return 0, err
 			}
-			msg := &ipc_msg.IpcMsg{}
-			if err := unmarshal(fr.file, i, mb, msg); err != nil {
+			if err := decode(fr.file, i, mb, &msgIpcMsg); err != nil {
 				return 0, err
 			}
-			if err := fr.skip(roundUp(uint64(msg.GetMsize()), 8), "message text"); err != nil {
+			if err := fr.skip(msgTextLen(mb), "message text"); err != nil {
 				return 0, err
 			}
 		}
@@ -147,36 +85,35 @@ func rawAfter(fr *frames, magic string, i int, b []byte) (int64, error) {
 		// Entry 0 describes the file; with chunks, (ghost_chunk_entry, data)
 		// pairs follow, otherwise the file's contents run to EOF.
 		if i == 0 {
-			e := &ghost_file.GhostFileEntry{}
-			if err := unmarshal(fr.file, i, b, e); err != nil {
+			if err := decode(fr.file, i, b, &msgGhostFileEntry); err != nil {
 				return 0, err
 			}
-			if !e.GetChunks() {
+			if !ghostChunked(b) {
 				return -1, nil
 			}
 			return 0, nil
 		}
-		e := &ghost_file.GhostChunkEntry{}
-		if err := unmarshal(fr.file, i, b, e); err != nil {
+		if err := decode(fr.file, i, b, &msgGhostChunkEntry); err != nil {
 			return 0, err
 		}
-		n = e.GetLen()
+		n = ghostChunkLen(b)
 	default:
 		return 0, nil
 	}
 	return int64(n), fr.skip(n, fmt.Sprintf("payload of entry %d", i))
 }
 
-// one decodes an image that must hold exactly one entry (core, mm, ids, fs, inventory).
-func one(images map[string]*image, file, why string, m proto.Message) error {
+// one checks that an image holds exactly one entry (core, mm, ids, fs,
+// inventory), a valid m, and returns it.
+func one(images map[string]*image, file, why string, m *message) ([]byte, error) {
 	img := images[file]
 	if img == nil {
-		return invalid(file, "missing (%s)", why)
+		return nil, invalid(file, "missing (%s)", why)
 	}
 	if len(img.entries) != 1 {
-		return invalid(file, "%d entries, want exactly 1", len(img.entries))
+		return nil, invalid(file, "%d entries, want exactly 1", len(img.entries))
 	}
-	return unmarshal(file, 0, img.entries[0], m)
+	return img.entries[0], decode(file, 0, img.entries[0], m)
 }
 
 // Validate checks a CRIU image directory (as written by `runc checkpoint
@@ -190,14 +127,14 @@ func Validate(dir string) error {
 	}
 	images := map[string]*image{}
 	// inventory.img first: a dir without one is not an image at all.
-	inv := &inventory.InventoryEntry{}
 	if images["inventory.img"], err = readImage(dir, "inventory.img"); err != nil {
 		return err
 	}
-	if err := one(images, "inventory.img", "", inv); err != nil {
+	inv, err := one(images, "inventory.img", "", &msgInventoryEntry)
+	if err != nil {
 		return err
 	}
-	if v := inv.GetImgVersion(); v != 1 && v != 2 {
+	if v := inventoryVersion(inv); v != 1 && v != 2 {
 		return invalid("inventory.img", "unsupported images version %d", v)
 	}
 	for _, de := range des {
@@ -225,31 +162,31 @@ func checkTasks(images map[string]*image) error {
 	if pst == nil {
 		return invalid(file, "missing")
 	}
-	tasks := map[uint32]*pstree.PstreeEntry{}
+	tasks := map[uint32]*pstreeEntry{}
 	threads := map[uint32]bool{}
 	var order []uint32
 	var roots []uint32
 	for i, b := range pst.entries {
-		e := &pstree.PstreeEntry{}
-		if err := unmarshal(file, i, b, e); err != nil {
+		if err := decode(file, i, b, &msgPstreeEntry); err != nil {
 			return err
 		}
-		pid := e.GetPid()
+		e := readPstree(b)
+		pid := e.pid
 		if pid == 0 || tasks[pid] != nil {
 			return invalid(file, "entry %d: bad or duplicate pid %d", i, pid)
 		}
-		if len(e.GetThreads()) == 0 {
+		if len(e.threads) == 0 {
 			return invalid(file, "task %d has no threads", pid)
 		}
-		for _, tid := range e.GetThreads() {
+		for _, tid := range e.threads {
 			if tid == 0 || threads[tid] {
 				return invalid(file, "task %d: bad or duplicate thread id %d", pid, tid)
 			}
 			threads[tid] = true
 		}
-		tasks[pid] = e
+		tasks[pid] = &e
 		order = append(order, pid)
-		if e.GetPpid() == 0 {
+		if e.ppid == 0 {
 			roots = append(roots, pid)
 		}
 	}
@@ -260,7 +197,7 @@ func checkTasks(images map[string]*image) error {
 	// make restore (and crit's ExplorePs) fail.
 	for _, pid := range order {
 		seen := 0
-		for p := pid; p != roots[0]; p = tasks[p].GetPpid() {
+		for p := pid; p != roots[0]; p = tasks[p].ppid {
 			if tasks[p] == nil {
 				return invalid(file, "task %d: ancestor %d is not in the tree", pid, p)
 			}
@@ -270,37 +207,38 @@ func checkTasks(images map[string]*image) error {
 		}
 	}
 	for _, pid := range order {
-		core := &criu_core.CoreEntry{}
 		coreFile := fmt.Sprintf("core-%d.img", pid)
-		if err := one(images, coreFile, fmt.Sprintf("task %d in pstree.img", pid), core); err != nil {
+		core, err := one(images, coreFile, fmt.Sprintf("task %d in pstree.img", pid), &msgCoreEntry)
+		if err != nil {
 			return err
 		}
-		if core.GetTc() == nil {
+		state, ok := taskState(core)
+		if !ok {
 			return invalid(coreFile, "no task_core entry for task %d", pid)
 		}
-		for _, tid := range tasks[pid].GetThreads() {
+		for _, tid := range tasks[pid].threads {
 			if tid == pid {
 				continue
 			}
 			f := fmt.Sprintf("core-%d.img", tid)
-			if err := one(images, f, fmt.Sprintf("thread %d of task %d in pstree.img", tid, pid), &criu_core.CoreEntry{}); err != nil {
+			if _, err := one(images, f, fmt.Sprintf("thread %d of task %d in pstree.img", tid, pid), &msgCoreEntry); err != nil {
 				return err
 			}
 		}
-		if st := core.GetTc().GetTaskState(); st == taskDead || st == taskZombie {
+		if state == taskDead || state == taskZombie {
 			continue
 		}
 		why := fmt.Sprintf("live task %d in pstree.img", pid)
-		if err := one(images, fmt.Sprintf("mm-%d.img", pid), why, &mm.MmEntry{}); err != nil {
+		if _, err := one(images, fmt.Sprintf("mm-%d.img", pid), why, &msgMmEntry); err != nil {
 			return err
 		}
 		if f := fmt.Sprintf("pagemap-%d.img", pid); images[f] == nil {
 			return invalid(f, "missing (%s)", why)
 		}
-		if err := one(images, fmt.Sprintf("ids-%d.img", pid), why, &criu_core.TaskKobjIdsEntry{}); err != nil {
+		if _, err := one(images, fmt.Sprintf("ids-%d.img", pid), why, &msgTaskKobjIdsEntry); err != nil {
 			return err
 		}
-		if err := one(images, fmt.Sprintf("fs-%d.img", pid), why, &fs.FsEntry{}); err != nil {
+		if _, err := one(images, fmt.Sprintf("fs-%d.img", pid), why, &msgFsEntry); err != nil {
 			return err
 		}
 	}
@@ -336,31 +274,20 @@ func checkPages(dir string, images map[string]*image) error {
 		if len(img.entries) == 0 {
 			return invalid(name, "no pagemap head")
 		}
-		head := &pagemap.PagemapHead{}
-		if err := unmarshal(name, 0, img.entries[0], head); err != nil {
+		if err := decode(name, 0, img.entries[0], &msgPagemapHead); err != nil {
 			return err
 		}
-		id := head.GetPagesId()
+		id := pagesID(img.entries[0])
 		if prev, ok := owner[id]; ok {
 			return invalid(name, "pages id %d already used by %s", id, prev)
 		}
 		owner[id] = name
 		var present uint64
 		for i, b := range img.entries[1:] {
-			e := &pagemap.PagemapEntry{}
-			if err := unmarshal(name, i+1, b, e); err != nil {
+			if err := decode(name, i+1, b, &msgPagemapEntry); err != nil {
 				return err
 			}
-			flags := e.GetFlags()
-			if e.Flags == nil { // images older than the flags field
-				flags = pePresent
-				if e.GetInParent() {
-					flags = peParent
-				}
-			}
-			if flags&pePresent != 0 {
-				present += uint64(e.GetNrPages())
-			}
+			present += uint64(presentPages(b))
 		}
 		if present > 1<<40 { // keeps present*page from overflowing
 			return invalid(name, "%d present pages is not plausible", present)
@@ -394,14 +321,25 @@ func sortedNames(images map[string]*image) []string {
 	return names
 }
 
+// maxDescriptors bounds descriptors.json, which runc writes as three paths.
+const maxDescriptors = 1 << 20
+
 // checkDescriptors checks runc's descriptors.json: runc restore needs it to
 // map the image's stdio, as a JSON array of exactly three strings.
 func checkDescriptors(dir string) error {
 	const file = "descriptors.json"
-	b, err := os.ReadFile(filepath.Join(dir, file))
+	f, st, err := openRegular(filepath.Join(dir, file))
 	if errors.Is(err, os.ErrNotExist) {
 		return invalid(file, "missing (runc restore needs it)")
 	}
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalid, file, err)
+	}
+	defer f.Close()
+	if st.Size() > maxDescriptors {
+		return invalid(file, "%d bytes, more than runc writes", st.Size())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxDescriptors))
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalid, file, err)
 	}
