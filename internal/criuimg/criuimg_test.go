@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -685,4 +686,33 @@ func TestDescriptorsTooLarge(t *testing.T) {
 		t.Fatal(w.Err)
 	}
 	wantInvalid(t, Validate(dir), "descriptors.json: 2097152 bytes")
+}
+
+// An entry announcing a size no CRIU entry has (a planted image: a sparse file whose
+// length lets a 1 GiB entry "fit") is refused before anything that size is allocated.
+func TestEntryTooLarge(t *testing.T) {
+	dir := fakeDir(t, fakeProc)
+	path := filepath.Join(dir, "core-100.img")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := append(append([]byte{}, old[:8]...), 0, 0, 0, 0x40) // the magics, then 1 GiB
+	if err := os.WriteFile(path, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, int64(len(img))+1<<30); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	wantInvalid(t, Validate(dir), "core-100.img")
+	err = Validate(dir)
+	runtime.ReadMemStats(&after)
+	if !strings.Contains(err.Error(), "1073741824 bytes announced") {
+		t.Fatalf("error %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 64<<20 {
+		t.Fatalf("validation allocated %d MiB", got>>20)
+	}
 }

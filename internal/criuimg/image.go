@@ -227,6 +227,13 @@ func openFrames(dir, file string) (string, *frames, error) {
 	return readMagic(fr)
 }
 
+// maxEntry bounds one entry's size: what an entry announces is allocated before it is
+// read, and a planted sparse image could announce up to 4 GiB. CRIU's largest entries
+// are an mm entry's mappings (about 64 bytes each: a million mappings fit) and a core's
+// registers; raw payloads (pipe data, ghost files) follow their entries and are skipped
+// in place.
+const maxEntry = 128 << 20
+
 // errNotRegular is why a FIFO, device, socket or directory is not an image.
 var errNotRegular = errors.New("not a regular file")
 
@@ -311,6 +318,10 @@ func (fr *frames) next() ([]byte, error) {
 	if int64(n) > fr.size-fr.off {
 		return nil, invalid(fr.file, "truncated entry at offset %d (%d bytes announced, %d left)",
 			start, n, fr.size-fr.off)
+	}
+	if n > maxEntry {
+		return nil, invalid(fr.file, "entry at offset %d: %d bytes announced, more than CRIU writes in one entry (%d)",
+			start, n, maxEntry)
 	}
 	b := make([]byte, n)
 	if err := fr.read(b); err != nil {
