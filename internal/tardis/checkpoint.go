@@ -179,6 +179,11 @@ func (t *checkpointTx) dump() error {
 	t.a.crash("checkpoint:after-runc")
 	if err == nil {
 		t.gone = true
+		// runc said yes: the images must say so too before they replace the key's current
+		// checkpoint (a runc or CRIU that missed a short write, a full disk).
+		if verr := criuimg.Validate(t.pending.Images()); verr != nil {
+			return fmt.Errorf("runc checkpoint succeeded, but its images are not complete: %w", verr)
+		}
 		return nil
 	}
 	err = withCriuLog(err, filepath.Join(t.work, "dump.log"))

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg/criuimgtest"
 	"github.com/tardis-runtime/tardis/internal/fsys"
@@ -38,10 +39,12 @@ type fakeRunc struct {
 
 // fault is what a verb does instead of its work.
 type fault struct {
-	err          error // returned (after writing images, for checkpoint, when afterImages)
-	hang         bool  // blocks until the context ends
-	afterImages  bool  // checkpoint: write complete images, then fail or hang
-	leaveRunning bool  // checkpoint: the container is not ended
+	err          error         // returned (after writing images, for checkpoint, when afterImages)
+	hang         bool          // blocks until the context ends
+	afterImages  bool          // checkpoint: write complete images, then fail or hang
+	leaveRunning bool          // checkpoint: the container is not ended
+	delay        time.Duration // checkpoint: the dump takes this long (the container runs on)
+	noImages     bool          // checkpoint: runc ends the container and says it succeeded, but wrote no images
 }
 
 func newFakeRunc() *fakeRunc {
@@ -113,8 +116,8 @@ func (f *fakeRunc) put(st *runc.State) {
 // apply runs a verb's fault: (true, err) when the fault replaced the verb.
 func (f *fakeRunc) apply(ctx context.Context, verb string) (bool, error) {
 	ft, ok := f.faults[verb]
-	if !ok || ft.afterImages {
-		return false, nil
+	if !ok || ft.afterImages || ft.err == nil && !ft.hang {
+		return false, nil // no fault, or one the verb plays itself
 	}
 	if ft.hang {
 		<-ctx.Done()
@@ -201,10 +204,22 @@ func (f *fakeRunc) Checkpoint(ctx context.Context, id string, o runc.CheckpointO
 	if done, err := f.apply(ctx, "checkpoint"); done {
 		return err
 	}
+	if d := f.faults["checkpoint"].delay; d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return fmt.Errorf("runc checkpoint: %w", runc.ErrTimeout)
+		}
+	}
+	ft := f.faults["checkpoint"]
+	if ft.noImages {
+		f.end(id)
+		f.put(&runc.State{ID: id})
+		return nil
+	}
 	if err := criuimgtest.WriteFake(o.ImagePath, criuimgtest.FakeProcess{Pid: 1, Threads: 1, Pages: 2, Comm: "sh"}); err != nil {
 		return err
 	}
-	ft := f.faults["checkpoint"]
 	if !ft.leaveRunning {
 		f.end(id)
 		f.put(&runc.State{ID: id})

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tardis-runtime/tardis/internal/runc"
 	"github.com/tardis-runtime/tardis/internal/runcargs"
@@ -83,6 +84,16 @@ func (a *app) stop() stopOutcome {
 	r := ref(sf)
 	lk, err := a.lockKey(r)
 	if err != nil {
+		if now := a.readState(); now != nil && now.Stopping != nil {
+			// The lock's holder is checkpointing this container for a stop: a signal now
+			// would end it under CRIU and lose the dump. That stop ends the container;
+			// wait for it, as long as its own deadline allows.
+			a.log.Info("the container is being checkpointed for a stop; waiting for that stop, which ends it",
+				"stopping_since", now.Stopping.Format(time.RFC3339Nano))
+			lk, err = a.paths.Lock(r, a.stopBound())
+		}
+	}
+	if err != nil {
 		a.log.Warn("cannot serialise on the key; doing as asked without a checkpoint", err)
 		return stopAsAsked
 	}
@@ -111,6 +122,18 @@ func (a *app) stop() stopOutcome {
 		a.forgetKey(sf)
 	}
 	return stopAsAsked
+}
+
+// stopBound is how long a stop's checkpoint may go on holding the key's lock: the dump's
+// deadline, the fixed allowances of the GPU steps when GPU support is on (a suspend that
+// copies many gigabytes may take longer: the signal is then delivered), and the lock
+// timeout again for the rest (saving files, publishing).
+func (a *app) stopBound() time.Duration {
+	d := a.cfg.Timeouts.Checkpoint.Duration + a.cfg.Timeouts.Lock.Duration
+	if a.cfg.Enabled() {
+		d += a.cfg.GPU.LockTimeout() + a.cfg.GPU.SuspendTimeout(0)
+	}
+	return d
 }
 
 // deleteAsAsked runs the caller's delete and removes the state file once the container is

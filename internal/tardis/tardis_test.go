@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tardis-runtime/tardis/internal/criuimg/criuimgtest"
 	"github.com/tardis-runtime/tardis/internal/fsys/fsystest"
@@ -271,6 +272,61 @@ func TestStopSignalNotACheckpointTrigger(t *testing.T) {
 	w.tardis("kill", "c1", "HUP")
 	if w.runc.called("checkpoint") != 0 || w.runc.called("exec kill c1 HUP") != 1 {
 		t.Fatalf("calls %v", *w.runc.calls)
+	}
+}
+
+// A second kill that arrives while a stop is checkpointing the container and waits for
+// the key's lock longer than timeouts.lock (podman stop after its timeout, a person) must
+// not kill the container under CRIU: it waits on for that stop, which ends the container,
+// bounded by the checkpoint's own deadline, and the checkpoint is published.
+func TestSecondKillDuringCheckpoint(t *testing.T) {
+	w := newWorld(t)
+	w.env["TARDIS_LOCK_TIMEOUT"] = "200ms"
+	w.checkpointed("web", "c0", counter)
+	b := w.bundle("b", counter, "dev.tardis.enabled=true", "dev.tardis.key=web")
+	w.tardis("create", "--bundle", b, "c1") // restores c0's
+	w.runc.faults = map[string]fault{"checkpoint": {delay: time.Second}}
+	first := make(chan int)
+	go func() { first <- w.tardis("kill", "c1", "15") }()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if sf := w.state("c1"); sf != nil && sf.Stopping != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first kill never began its checkpoint")
+		}
+	}
+	if code := w.tardis("kill", "--all", "c1", "9"); code != 0 {
+		t.Fatalf("second kill: exit %d", code)
+	}
+	if code := <-first; code != 0 {
+		t.Fatalf("first kill: exit %d", code)
+	}
+	for _, c := range *w.runc.calls {
+		if strings.HasPrefix(c, "exec kill") {
+			t.Fatalf("a signal went to runc during the dump: %v", *w.runc.calls)
+		}
+	}
+	w.wantLog(`"msg":"the container is being checkpointed for a stop; waiting for that stop, which ends it"`)
+	if w.current("web") == "" {
+		t.Fatal("no checkpoint published")
+	}
+}
+
+// A runc checkpoint that reports success without complete images (a runc or CRIU bug, a
+// full disk it did not notice) publishes nothing: the checkpoint the key had stays current.
+func TestStopCheckpointWithoutImages(t *testing.T) {
+	w := newWorld(t)
+	ck := w.checkpointed("web", "c0", counter)
+	b := w.bundle("b", counter, "dev.tardis.enabled=true", "dev.tardis.key=web")
+	w.tardis("run", "--bundle", b, "c1") // in the foreground: created fresh, the checkpoint kept
+	w.runc.faults = map[string]fault{"checkpoint": {noImages: true}}
+	if code := w.tardis("kill", "c1", "15"); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	w.wantLog(`"msg":"checkpoint failed after the container had ended; nothing saved","op":"kill","id":"c1","key":"web","error":"runc checkpoint: runc checkpoint succeeded, but its images are not complete: `)
+	if w.current("web") != ck {
+		t.Fatalf("current %q, want the previous %s", w.current("web"), ck)
 	}
 }
 
