@@ -94,9 +94,13 @@ func (t *restoreTx) step(name string, since time.Time) { t.timings[name] = ms(ti
 func (t *restoreTx) validate() error {
 	since := time.Now()
 	defer t.step("validate", since)
-	ctx, cancel := t.a.bounded(t.a.cfg.Timeouts.Validate.Duration)
+	d := t.a.cfg.Timeouts.Validate.Duration
+	if m, err := store.ReadManifest(t.ck.Dir); err == nil {
+		d += t.a.store.VerifyAllowance(m) // hashing a signed checkpoint's files takes its time
+	}
+	ctx, cancel := t.a.bounded(d)
 	defer cancel()
-	m, err := deadline.Run(t.a.cfg.Timeouts.Validate.Duration, func() (*store.Manifest, error) {
+	m, err := deadline.Run(d, func() (*store.Manifest, error) {
 		return t.a.store.Validate(t.ck, t.a.thisNode())
 	})
 	if err != nil {
