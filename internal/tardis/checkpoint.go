@@ -1,7 +1,6 @@
 package tardis
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -348,11 +347,7 @@ func saveFiles(upper, path string) (*rootfs.Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	stats, err := rootfs.Save(upper, w)
-	if err == nil {
-		err = w.Flush()
-	}
+	stats, err := rootfs.Save(upper, f) // buffered there; large files go in with sendfile
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
