@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -282,8 +283,13 @@ func esc(s string) string {
 // writePlot writes the run's plot to path.
 func (r *results) writePlot(path string) error {
 	m := r.Machine
-	sub := fmt.Sprintf("%s; %s CPUs, %s; %s; %s; %s; medians, whiskers from fastest to slowest run; load average at start %s",
-		m["date"], m["cpus"], m["memory"], m["work_fs"], m["runc"], m["criu"], firstField(m["loadavg_start"]))
+	mem := m["memory"]
+	if kb, err := strconv.ParseFloat(strings.TrimSuffix(mem, " kB"), 64); err == nil {
+		mem = fmt.Sprintf("%.0f GiB", kb/(1<<20))
+	}
+	sub := fmt.Sprintf("%s · %s CPUs, %s · %s · %s · CRIU %s · load average %s at start · medians; whiskers: fastest to slowest run",
+		strings.SplitN(m["date"], "T", 2)[0], m["cpus"], mem, m["work_fs"], strings.TrimPrefix(m["runc"], "runc version "),
+		strings.TrimPrefix(m["criu"], "Version: "), firstField(m["loadavg_start"]))
 	return os.WriteFile(path, svg("tardis: stop and restore against bare runc and the disk's own floor", sub, r.panels()), 0o644)
 }
 
