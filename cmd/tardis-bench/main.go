@@ -1,19 +1,30 @@
-// Command tardis-bench measures what tardis costs over the real runc on this machine:
-// every pass-through command against runc itself and against the cheapest Go wrapper (a
-// program that only execs runc), the create of a container that did not opt in, checkpoint
-// (a stop through tardis) and restore (a create through tardis, validation included)
-// against bare `runc checkpoint` and `runc restore -d` of the same containers, time to
-// ready of a slow-starting application fresh and restored, checkpoint validation alone,
-// and saving and restoring a writable layer against tar. The variants of a case are timed
-// alternately in one loop on the same containers; it prints a table of medians and writes
-// it as JSON.
+// Command tardis-bench measures what tardis costs over the real runc on this machine,
+// each case's variants timed alternately (in a new random order each round) on the same
+// kind of container, with the medians, their spread and the goals printed as a table and
+// written as JSON:
 //
-// It needs root, runc, a CRIU that passes `criu check`, busybox-static and Go (it builds
-// tardis, the exec floor and its test application). Everything it creates lives in one
-// temporary directory and under its own runc root, and is removed at the end, also on
-// failure or interrupt.
+//   - passthrough: every pass-through command against runc and against the static Go exec
+//     floor (a static Go program that only execs runc)
+//   - create: the create and delete of a container that did not opt in
+//   - files: saving and restoring a writable layer against GNU tar
+//   - checkpoint: the cost curve (curve.go): stop and restore from 64 MiB to 4 GiB against
+//     bare `runc checkpoint` / `runc restore -d` and the disk's own floor, measured in the
+//     same loop (the bytes written with fsync, read back cold); checkpoint validation
+//   - drain: k containers stopped at once (drain.go)
+//   - signing: signed checkpoints against unsigned ones (signing.go)
+//   - warm, python: time to ready, fresh against restored (ready.go)
+//   - grace: stops that outlast the grace period, under containerd's CRI (grace.go)
 //
-//	go run ./cmd/tardis-bench [-n 30] [-heavy-n 10] [-sizes 64,512] [-json FILE]
+// -gobench folds the Go benchmarks' goals (small files against tar, digests) in, and
+// -svg draws the cost curve and the drain (plot.go).
+//
+// It needs root, runc, a CRIU that passes `criu check`, busybox-static, Go (it builds
+// tardis, the exec floor and its test programs), and for the grace case containerd, ctr
+// and crictl. Everything it creates lives in one temporary directory and under its own
+// runc roots and containerd, and is removed at the end, also on failure or interrupt.
+//
+//	go run ./cmd/tardis-bench [-cases LIST] [-sizes 64,...,4096] [-json FILE] [-svg FILE]
+//	go run ./cmd/tardis-bench -replot FILE.json -svg FILE.svg
 package main
 
 import (
@@ -74,16 +85,16 @@ func main() {
 	var sizes, overlaySizes, drainKs, only, graceOnly string
 	flag.IntVar(&o.n, "n", 30, "repetitions of each variant of the quick cases (pass-through, create, validation)")
 	flag.IntVar(&o.heavyN, "heavy-n", 5, "repetitions of each variant of the checkpoint and restore cases under 1 GiB, and of the file cases")
-	flag.IntVar(&o.bigN, "big-n", 3, "repetitions of each variant of the checkpoint and restore cases of 1 GiB and more")
+	flag.IntVar(&o.bigN, "big-n", 5, "repetitions of each variant of the checkpoint and restore cases of 1 GiB and more")
 	flag.StringVar(&sizes, "sizes", "64,256,512,1024,2048,4096", "memory the checkpointed containers touch, MiB, comma-separated: the cost curve (plain rootfs)")
 	flag.StringVar(&overlaySizes, "overlay-sizes", "64", "sizes also run with an overlay rootfs holding -changes-mib of files (empty: none)")
 	flag.IntVar(&o.changesMiB, "changes-mib", 300, "size of the writable-layer change set of the overlay cases, MiB")
 	flag.BoolVar(&o.warmRestore, "warm-restore", false, "restore with the checkpoint still in the page cache (default: dropped from it first, a restore from storage)")
 	flag.StringVar(&drainKs, "drain", "1,4,8", "numbers of containers stopped at once (the drain)")
 	flag.IntVar(&o.drainMiB, "drain-mib", 256, "memory each drained container touches, MiB")
-	flag.IntVar(&o.drainN, "drain-n", 3, "repetitions of each drain variant")
+	flag.IntVar(&o.drainN, "drain-n", 5, "repetitions of each drain variant")
 	flag.IntVar(&o.signMiB, "sign-mib", 1024, "memory of the signed-checkpoint case's container, MiB")
-	flag.IntVar(&o.signN, "sign-n", 3, "repetitions of each signed-checkpoint variant")
+	flag.IntVar(&o.signN, "sign-n", 5, "repetitions of each signed-checkpoint variant")
 	flag.DurationVar(&o.warm, "warm", 5*time.Second, "warm-up phase of the slow-starting memhog application (time-to-ready case)")
 	flag.IntVar(&o.readyN, "ready-n", 5, "rounds of the time-to-ready cases")
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "the host's CPython for the python time-to-ready case (must live under /usr)")
@@ -264,7 +275,7 @@ func run(ctx context.Context, o options) (err error) {
 	}{
 		{"passthrough", func() error { return b.passThrough(res, o.n) }},
 		{"create", func() error { return b.createNotOptedIn(res, o.n) }},
-		{"files", func() error { return b.files(res, o.heavyN, o.changesMiB) }},
+		{"files", func() error { return b.files(res, 2*o.heavyN, o.changesMiB) }},
 		{"checkpoint", func() error {
 			if err := b.nodeProbe(res, o.n); err != nil {
 				return err
