@@ -108,7 +108,7 @@ func main() {
 	flag.StringVar(&o.jsonPath, "json", "", "write the results as JSON to this file")
 	flag.StringVar(&o.svgPath, "svg", "", "draw the cost curve and the drain to this SVG file")
 	flag.StringVar(&o.goBench, "gobench", "", "`go test -bench` output of the same run to fold in (its goals: small files against tar, digests)")
-	flag.StringVar(&o.replot, "replot", "", "only draw -svg from this bench.json (no root needed)")
+	flag.StringVar(&o.replot, "replot", "", "only draw -svg from this bench.json (no root needed); with -json, write it back with the curve's summary recomputed")
 	flag.StringVar(&o.dir, "dir", "/var/tmp", "directory for the run's temporary directory (its filesystem holds checkpoints and images)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the run's directory (containers and mounts are removed anyway)")
 	flag.StringVar(&o.tardis, "tardis", "", "tardis binary (default: built from the module the harness runs in)")
@@ -183,6 +183,12 @@ func replot(o options) error {
 	var r results
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return err
+	}
+	r.Fit = r.stopFit() // what the curve implies, as this version of the harness reads it
+	if o.jsonPath != "" {
+		if err := r.writeJSON(o.jsonPath); err != nil {
+			return err
+		}
 	}
 	return r.writePlot(o.svgPath)
 }

@@ -29,9 +29,11 @@ func (r *results) conclude() {
 	}
 }
 
-// stopFit is a straight line through the tardis stop times of the curve's sizes of 512 MiB
-// and more (least squares): a fixed cost plus the bytes at a throughput; from it, the
-// largest checkpoint that a 30 s grace period holds.
+// stopFit says what the curve implies for a grace period of 30 s: a straight line
+// through the tardis stop times of the sizes of 512 MiB and more (least squares), and,
+// more cautiously, the marginal throughput between the two largest sizes carried on from
+// the largest one (the curve steepens where the dump meets the kernel's dirty-page limits:
+// a line through all sizes would promise too much).
 func (r *results) stopFit() *fit {
 	var xs, ys []float64
 	for _, p := range r.Curve {
@@ -50,21 +52,28 @@ func (r *results) stopFit() *fit {
 	n := float64(len(xs))
 	slope := (n*sxy - sx*sy) / (n*sxx - sx*sx)
 	icpt := (sy - slope*sx) / n
-	if slope <= 0 {
-		return nil
+	f := &fit{}
+	if slope > 0 {
+		f.FixedS, f.GBps = round3(icpt), round3(1/slope/1e9)
+		f.Grace30GiB = round3((30 - icpt) / slope / (1 << 30))
 	}
-	f := &fit{FixedS: round3(icpt), GBps: round3(1 / slope / 1e9)}
-	f.Grace30Bytes = int64((30 - icpt) / slope)
-	f.Grace30GiB = round3(float64(f.Grace30Bytes) / (1 << 30))
+	k := len(xs) - 1
+	if m := (ys[k] - ys[k-1]) / (xs[k] - xs[k-1]); m > 0 && ys[k] < 30 {
+		f.MarginalGBps = round3(1 / m / 1e9)
+		f.Grace30Bytes = int64(xs[k] + (30-ys[k])/m)
+		f.Grace30MarginalGiB = round3(float64(f.Grace30Bytes) / (1 << 30))
+	}
 	return f
 }
 
-// fit is the stop time as a fixed cost plus bytes over a throughput.
+// fit is what the curve implies for a 30 s grace period.
 type fit struct {
-	FixedS       float64 `json:"fixed_s"`
-	GBps         float64 `json:"throughput_gbps"`
-	Grace30Bytes int64   `json:"largest_checkpoint_bytes_for_30s"`
-	Grace30GiB   float64 `json:"largest_checkpoint_gib_for_30s"`
+	FixedS             float64 `json:"fixed_s"`
+	GBps               float64 `json:"throughput_gbps"`
+	Grace30GiB         float64 `json:"largest_checkpoint_gib_for_30s_line"`
+	MarginalGBps       float64 `json:"marginal_throughput_gbps"`
+	Grace30Bytes       int64   `json:"largest_checkpoint_bytes_for_30s"`
+	Grace30MarginalGiB float64 `json:"largest_checkpoint_gib_for_30s"`
 }
 
 func (r *results) printCurve(w io.Writer) {
@@ -80,9 +89,9 @@ func (r *results) printCurve(w io.Writer) {
 			sec(p.RestoreTardis), sec(p.RestoreRunc), sec(p.DiskRead), p.RestoreVsRunc, p.DiskWriteGBps, p.DiskReadGBps)
 	}
 	tw.Flush()
-	if r.Fit != nil {
-		fmt.Fprintf(w, "  tardis stop ~ %.2f s + bytes / %.3f GB/s (sizes >= 512 MiB): a 30 s grace period holds a checkpoint of about %.1f GiB\n",
-			r.Fit.FixedS, r.Fit.GBps, r.Fit.Grace30GiB)
+	if f := r.Fit; f != nil {
+		fmt.Fprintf(w, "  tardis stop ~ %.2f s + bytes / %.3f GB/s (least squares, sizes >= 512 MiB): 30 s holds about %.1f GiB\n", f.FixedS, f.GBps, f.Grace30GiB)
+		fmt.Fprintf(w, "  between the two largest sizes: %.3f GB/s; carried on from the largest, 30 s holds a checkpoint of about %.1f GiB\n", f.MarginalGBps, f.Grace30MarginalGiB)
 	}
 }
 
