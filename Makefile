@@ -51,7 +51,7 @@ demo:
 # write and read floor, a node drain, signed checkpoints, time to ready, and stops that
 # outlast the grace period under containerd's CRI. It prints the table and the goals
 # ($(BIN)/bench.txt), writes $(BIN)/bench.json, and draws the curve and the drain to
-# $(BENCH_PLOT), which the README shows, with the run's JSON beside it. About 17 minutes
+# $(BENCH_PLOT), which the README shows, with the run's JSON beside it. About 13 minutes (12m45s)
 # on the 2-vCPU VM, without the lock's wait. Larger sizes: BENCH_ARGS='-sizes 64,...,8192'.
 BENCHTIME  ?= 1s
 BENCH_ARGS ?=

@@ -288,7 +288,7 @@ func (r *results) writePlot(path string) error {
 		mem = fmt.Sprintf("%.0f GiB", kb/(1<<20))
 	}
 	sub := fmt.Sprintf("%s · %s CPUs, %s · %s · %s · CRIU %s · load average %s at start · medians; whiskers: fastest to slowest run",
-		strings.SplitN(m["date"], "T", 2)[0], m["cpus"], mem, m["work_fs"], strings.TrimPrefix(m["runc"], "runc version "),
+		strings.SplitN(m["date"], "T", 2)[0], m["cpus"], mem, m["work_fs"], "runc "+strings.TrimPrefix(m["runc"], "runc version "),
 		strings.TrimPrefix(m["criu"], "Version: "), firstField(m["loadavg_start"]))
 	return os.WriteFile(path, svg("tardis: stop and restore against bare runc and the disk's own floor", sub, r.panels()), 0o644)
 }
