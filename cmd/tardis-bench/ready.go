@@ -21,6 +21,10 @@ import (
 // of /usr.
 func (b *bench) pythonReady(res *results, o options) error {
 	const key = "bench-python"
+	if _, err := os.Stat(o.python); err != nil {
+		res.group("time to ready (python)", "skipped", "").Notes = []string{fmt.Sprintf("skipped: %v", err)}
+		return nil
+	}
 	python := o.python
 	if real, err := filepath.EvalSymlinks(python); err == nil {
 		python = real
