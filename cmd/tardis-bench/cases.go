@@ -94,7 +94,7 @@ func (b *bench) passThrough(res *results, n int) error {
 		{"list", []string{"list"}},
 	} {
 		g := res.group("pass-through "+c.name, fmt.Sprintf("`%s --root R %v` on a running container", "<tool>", c.args), "runc")
-		g.compare("tardis", "go-exec-floor", 1.05)
+		g.compare("tardis", "go-exec-floor", 1.05).named(fmt.Sprintf("pass-through %s <= 1.05x the static Go exec floor", c.name))
 		g.compare("tardis", "runc", 0)
 		g.compare("go-exec-floor", "runc", 0)
 		args := b.rootArgs(c.args...)
@@ -214,7 +214,9 @@ func (b *bench) makeChanges(mib int) error {
 
 // files times rootfs.Save and rootfs.Apply (as tardis uses them: Save through a 1 MiB
 // buffered writer, Apply from the file into an empty directory, then Commit) against GNU
-// tar creating and extracting the same tree, all on the run's filesystem.
+// tar creating and extracting the same tree, all on the run's filesystem. "rootfs.Save to
+// *os.File" is Save handed the archive file itself, which lets it send large files with
+// sendfile (a bufio.Writer in between hides the file from it).
 func (b *bench) files(res *results, n, mib int) error {
 	if err := b.makeChanges(mib); err != nil {
 		return err
@@ -222,8 +224,9 @@ func (b *bench) files(res *results, n, mib int) error {
 	src := b.path("changes")
 	gs := res.group("files save", fmt.Sprintf("archive the %d MiB change set (%d x 1 MiB + 200 x 4 KiB) to a file", mib, mib), "tar -c")
 	ga := res.group("files restore", "extract that archive into an empty directory (owners, modes, times, xattrs)", "tar -x")
-	gs.compare("rootfs.Save", "tar -c", 1.0)
-	ga.compare("rootfs.Apply", "tar -x", 1.0)
+	gs.compare("rootfs.Save", "tar -c", 1.0).named(fmt.Sprintf("files: save %d MiB of large files <= 1x tar -c (on disk)", mib))
+	gs.compare("rootfs.Save to *os.File", "tar -c", 0)
+	ga.compare("rootfs.Apply", "tar -x", 1.0).named(fmt.Sprintf("files: restore %d MiB of large files <= 1x tar -x (on disk)", mib))
 	tarArgs := []string{"--xattrs", "--xattrs-include=*"}
 	save := func(v, out string) (time.Duration, error) {
 		_ = os.Remove(out)
@@ -236,10 +239,14 @@ func (b *bench) files(res *results, n, mib int) error {
 		if err != nil {
 			return 0, err
 		}
-		w := bufio.NewWriterSize(f, 1<<20)
-		_, err = rootfs.Save(src, w)
-		if err == nil {
-			err = w.Flush()
+		if v == "rootfs.Save to *os.File" {
+			_, err = rootfs.Save(src, f)
+		} else {
+			w := bufio.NewWriterSize(f, 1<<20)
+			_, err = rootfs.Save(src, w)
+			if err == nil {
+				err = w.Flush()
+			}
 		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
@@ -282,9 +289,9 @@ func (b *bench) files(res *results, n, mib int) error {
 		}
 		return time.Since(start), err
 	}
-	err := b.alternate(n, []string{"rootfs.Save", "tar -c", "rootfs.Apply", "tar -x"}, func(i int, v string) error {
+	err := b.alternate(n, []string{"rootfs.Save", "rootfs.Save to *os.File", "tar -c", "rootfs.Apply", "tar -x"}, func(i int, v string) error {
 		switch v {
-		case "rootfs.Save", "tar -c":
+		case "rootfs.Save", "rootfs.Save to *os.File", "tar -c":
 			d, err := save(v, b.path("files", "out.tar"))
 			gs.add(v, d)
 			return err
@@ -303,177 +310,6 @@ func (b *bench) files(res *results, n, mib int) error {
 		}
 	}
 	return os.RemoveAll(b.path("files"))
-}
-
-// checkpointRestore is one container kind (memory touched, plain or overlay rootfs with
-// the change set in its upper directory): per round and variant, a container is started,
-// stopped through a checkpoint (timed), and brought back from it (timed).
-//
-//   - tardis: `tardis create` + `start` of an opted-in container (no checkpoint yet: fresh),
-//     then `tardis kill ID 15` (checkpoint: runc checkpoint, the upper directory's changes,
-//     manifest, sync, publish), `tardis delete`; then `tardis create` of a new container
-//     with the same key (validate, restore the files into a fresh empty upper, runc
-//     restore), and `tardis start` (which only records it).
-//   - runc: the same container from `runc create` + `start`, then `runc checkpoint`, `runc
-//     delete`, then `runc restore -d` of the image, on the same rootfs (overlay upper
-//     untouched: bare runc carries no files).
-func (b *bench) checkpointRestore(res *results, val *group, o options, mib int, ovl bool) error {
-	kind, label := "plain", fmt.Sprintf("%d MiB", mib)
-	if ovl {
-		kind, label = "overlay", fmt.Sprintf("%d MiB + %d MiB files", mib, o.changesMiB)
-	}
-	name := fmt.Sprintf("%dm-%s", mib, kind)
-	key := "bench-" + name
-	bundle := b.path("bundles", name)
-	if err := b.makeBundle(bundle, optedIn(key), ovl, "/bin/memhog", "-mib", fmt.Sprint(mib)); err != nil {
-		return err
-	}
-	mp := filepath.Join(bundle, "rootfs")
-	rootfsDesc := "plain directory rootfs"
-	if ovl {
-		rootfsDesc = fmt.Sprintf("overlay rootfs with %d MiB of files in its upper directory", o.changesMiB)
-	}
-	ck := res.group("checkpoint "+label, fmt.Sprintf("stop of a container touching %d MiB, %s: `tardis kill ID 15` vs `runc checkpoint`", mib, rootfsDesc), "runc")
-	rs := res.group("restore "+label, "`tardis create` (validate, restore files, runc restore) vs `runc restore -d` of the same kind of image; tardis create+start adds the start that follows", "runc")
-	ck.compare("tardis", "runc", 1.10)
-	ck.compare("tardis", "runc + fsync", 1.10)
-	rs.compare("tardis", "runc", 1.10)
-	rs.compare("tardis create+start", "runc", 1.10)
-	var imageBytes int64
-	err := b.alternate(o.heavyN, []string{"tardis", "runc"}, func(i int, v string) error {
-		id1, id2 := fmt.Sprintf("%s-%s-a%d", name, v, i), fmt.Sprintf("%s-%s-b%d", name, v, i)
-		if ovl {
-			if err := b.mountOverlay(mp, name, true); err != nil {
-				return err
-			}
-			defer b.unmountOverlay(mp, name)
-		}
-		defer b.remove(id1)
-		defer b.remove(id2)
-		tool := b.runc
-		if v == "tardis" {
-			tool = b.tardis
-		}
-		wt, err := b.startContainer(tool, id1, bundle)
-		if err != nil {
-			return err
-		}
-		defer wt.close()
-		if err := await(wt.ready, "ready", 2*time.Minute); err != nil {
-			return err
-		}
-		img, work := b.path("runc-img", id1), b.path("runc-work", id1)
-		defer os.RemoveAll(img)
-		defer os.RemoveAll(work)
-		syscall.Sync() // nothing of the previous round is left to write back
-		if v == "tardis" {
-			d, err := b.run(b.tardis, b.rootArgs("kill", id1, "15")...)
-			if err != nil {
-				return err
-			}
-			if st := b.status(id1); st != "" {
-				return fmt.Errorf("%s is %s after tardis kill 15: the checkpoint failed (see %s)", id1, st, b.path("tardis.log"))
-			}
-			sf, err := b.stateFile(id1)
-			if err != nil || sf.Checkpointed == nil {
-				return fmt.Errorf("%s: no checkpoint recorded in its state file (%v)", id1, err)
-			}
-			vr := ck.add(v, d)
-			for k, x := range sf.Timings {
-				vr.part(k, x)
-			}
-			vr.part("outside_total (start, lock, runc state, node probe, manifest, sync, publish)", float64(d.Microseconds())/1000-sf.Timings["total"])
-			if _, err := b.run(b.tardis, b.rootArgs("delete", id1)...); err != nil {
-				return err
-			}
-			if i == 0 {
-				if imageBytes, err = b.validation(val, o.n, key, label); err != nil {
-					return err
-				}
-			}
-		} else {
-			for _, d := range []string{img, work} {
-				if err := os.MkdirAll(d, 0o700); err != nil {
-					return err
-				}
-			}
-			d, err := b.run(b.runc, b.rootArgs("--criu", b.criu, "checkpoint", "--image-path", img, "--work-path", work, id1)...)
-			if err != nil {
-				return err
-			}
-			ck.add(v, d)
-			// What tardis adds for durability: every image file and directory synced.
-			t := time.Now()
-			if err := syncTree(img); err != nil {
-				return err
-			}
-			ck.add("runc + fsync", d+time.Since(t))
-			b.remove(id1) // runc checkpoint has already destroyed it (no --leave-running)
-		}
-		wt.close()
-		if ovl && v == "tardis" { // the next incarnation gets a fresh, empty upper directory
-			if err := b.unmountOverlay(mp, name); err != nil {
-				return err
-			}
-			if err := b.mountOverlay(mp, name, false); err != nil {
-				return err
-			}
-		}
-		wt2, err := b.newWatch()
-		if err != nil {
-			return err
-		}
-		defer wt2.close()
-		syscall.Sync()
-		if v == "tardis" {
-			d, err := b.runWith(wt2, b.tardis, b.rootArgs("create", "--bundle", bundle, id2)...)
-			wt2.handedOver()
-			if err != nil {
-				return err
-			}
-			sf, err := b.stateFile(id2)
-			if err != nil {
-				return err
-			}
-			if sf.Started != state.StartedRestored {
-				return fmt.Errorf("%s was not restored: %s", id2, sf.Fallback)
-			}
-			vr := rs.add(v, d)
-			for k, x := range sf.Timings {
-				vr.part(k, x)
-			}
-			vr.part("outside_total (start, config, state files, lock)", float64(d.Microseconds())/1000-sf.Timings["total"])
-			// The rest of total: restore stats, commit, consume (remove) the checkpoint,
-			// remove the work dir, all before create returns.
-			vr.part("after_runc_restore (consume checkpoint, cleanup)", sf.Timings["total"]-sf.Timings["validate"]-sf.Timings["restore_files"]-sf.Timings["runc_restore"])
-			ds, err := b.run(b.tardis, b.rootArgs("start", id2)...)
-			if err != nil {
-				return err
-			}
-			rs.add("tardis create+start", d+ds).part("start", float64(ds.Microseconds())/1000)
-		} else {
-			work2 := work + "-restore"
-			if err := os.MkdirAll(work2, 0o700); err != nil {
-				return err
-			}
-			defer os.RemoveAll(work2)
-			d, err := b.runWith(wt2, b.runc, b.rootArgs("--criu", b.criu, "restore", "-d", "--image-path", img, "--work-path", work2, "--bundle", bundle, id2)...)
-			wt2.handedOver()
-			if err != nil {
-				return err
-			}
-			rs.add(v, d)
-		}
-		if st := b.status(id2); st != "running" {
-			return fmt.Errorf("%s is %q after the restore", id2, st)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	ck.Extra["image bytes (first tardis checkpoint)"] = fmt.Sprint(imageBytes)
-	return nil
 }
 
 // syncTree fsyncs every file and directory under dir, as tardis does before publishing.
@@ -532,27 +368,32 @@ func (b *bench) validation(g *group, n int, key, label string) (int64, error) {
 // timeToReady compares a slow-starting application's time to ready when started fresh
 // through tardis (create + start, then its warm-up) with its time to run again when
 // restored through tardis (create + start, until its first tick after the restore).
-func (b *bench) timeToReady(res *results, n int, warm time.Duration) error {
+func (b *bench) timeToReady(res *results, o options) error {
 	const key = "bench-warm"
 	bundle := b.path("bundles", "warm")
-	if err := b.makeBundle(bundle, optedIn(key), false, "/bin/memhog", "-mib", "64", "-warm", warm.String(), "-tick", "5ms"); err != nil {
+	if err := b.makeBundle(bundle, optedIn(key), false, "/bin/memhog", "-mib", "64", "-warm", o.warm.String(), "-tick", "5ms"); err != nil {
 		return err
 	}
-	g := res.group("time to ready", fmt.Sprintf("an application touching 64 MiB with a %s warm-up: from `tardis create` to ready (fresh: its \"ready\" line; restored: its first \"tick\" line, 5 ms ticks)", warm), "fresh start")
+	g := res.group("time to ready", fmt.Sprintf("an application touching 64 MiB with a %s warm-up: from `tardis create` to ready (fresh: its \"ready\" line; restored: its first \"tick\" line, 5 ms ticks)", o.warm), "fresh start")
 	g.compare("restore", "fresh start", 0)
-	for i := 0; i < n; i++ {
+	return b.readyRounds(g, o, bundle, key, "warm")
+}
+
+// readyRounds runs rounds of fresh start, checkpoint, restore of the application in bundle.
+func (b *bench) readyRounds(g *group, o options, bundle, key, prefix string) error {
+	for i := 0; i < o.readyN; i++ {
 		if err := b.ctx.Err(); err != nil {
 			return err
 		}
-		if err := b.readyRound(g, bundle, i); err != nil {
+		if err := b.readyRound(g, o, bundle, key, fmt.Sprintf("%s-%d", prefix, i)); err != nil {
 			return fmt.Errorf("round %d: %w", i, err)
 		}
 	}
 	return nil
 }
 
-func (b *bench) readyRound(g *group, bundle string, i int) error {
-	id1, id2 := fmt.Sprintf("warm-a%d", i), fmt.Sprintf("warm-b%d", i)
+func (b *bench) readyRound(g *group, o options, bundle, key, prefix string) error {
+	id1, id2 := prefix+"-a", prefix+"-b"
 	defer b.remove(id1)
 	defer b.remove(id2)
 	launch := func(id string) (*watch, time.Time, error) {
@@ -574,20 +415,33 @@ func (b *bench) readyRound(g *group, bundle string, i int) error {
 	if err != nil {
 		return err
 	}
-	if err := await(wt.ready, "ready", 2*time.Minute); err != nil {
+	if err := await(wt.ready, "ready", 5*time.Minute); err != nil {
 		return err
 	}
 	if sf, err := b.stateFile(id1); err != nil || sf.Started != state.StartedCreated {
 		return fmt.Errorf("%s: not a fresh start (%v)", id1, err)
 	}
 	g.add("fresh start", wt.readyAt.Sub(t0))
-	if _, err := b.run(b.tardis, b.rootArgs("kill", id1, "15")...); err != nil {
+	d, _, err := b.tardisStop(id1)
+	if err != nil {
 		return err
 	}
+	g.v("restore").part("stop before it (checkpoint)", float64(d.Microseconds())/1000)
 	if _, err := b.run(b.tardis, b.rootArgs("delete", id1)...); err != nil {
 		return err
 	}
 	wt.close()
+	dir, err := b.checkpointDir(key)
+	if err != nil {
+		return err
+	}
+	g.Extra["checkpoint bytes"] = fmt.Sprint(treeBytes(dir))
+	if !o.warmRestore {
+		syscall.Sync()
+		if err := evictTree(dir); err != nil {
+			return err
+		}
+	}
 	wt2, t0, err := launch(id2)
 	defer wt2.close()
 	if err != nil {

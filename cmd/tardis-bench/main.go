@@ -1,23 +1,36 @@
-// Command tardis-bench measures what tardis costs over the real runc on this machine:
-// every pass-through command against runc itself and against the cheapest Go wrapper (a
-// program that only execs runc), the create of a container that did not opt in, checkpoint
-// (a stop through tardis) and restore (a create through tardis, validation included)
-// against bare `runc checkpoint` and `runc restore -d` of the same containers, time to
-// ready of a slow-starting application fresh and restored, checkpoint validation alone,
-// and saving and restoring a writable layer against tar. The variants of a case are timed
-// alternately in one loop on the same containers; it prints a table of medians and writes
-// it as JSON.
+// Command tardis-bench measures what tardis costs over the real runc on this machine,
+// each case's variants timed alternately (in a new random order each round) on the same
+// kind of container, with the medians, their spread and the goals printed as a table and
+// written as JSON:
 //
-// It needs root, runc, a CRIU that passes `criu check`, busybox-static and Go (it builds
-// tardis, the exec floor and its test application). Everything it creates lives in one
-// temporary directory and under its own runc root, and is removed at the end, also on
-// failure or interrupt.
+//   - passthrough: every pass-through command against runc and against the static Go exec
+//     floor (a static Go program that only execs runc)
+//   - create: the create and delete of a container that did not opt in
+//   - files: saving and restoring a writable layer against GNU tar
+//   - checkpoint: the cost curve (curve.go): stop and restore from 64 MiB to 4 GiB against
+//     bare `runc checkpoint` / `runc restore -d` and the disk's own floor, measured in the
+//     same loop (the bytes written with fsync, read back cold); checkpoint validation
+//   - drain: k containers stopped at once (drain.go)
+//   - signing: signed checkpoints against unsigned ones (signing.go)
+//   - warm, python: time to ready, fresh against restored (ready.go)
+//   - grace: stops that outlast the grace period, under containerd's CRI (grace.go)
 //
-//	go run ./cmd/tardis-bench [-n 30] [-heavy-n 10] [-sizes 64,512] [-json FILE]
+// -gobench folds the Go benchmarks' goals (small files against tar, digests) in, and
+// -svg draws the cost curve and the drain (plot.go).
+//
+// It needs root, runc, a CRIU that passes `criu check`, busybox-static, Go (it builds
+// tardis, the exec floor and its test programs), and for the grace case containerd, ctr
+// and crictl. Everything it creates lives in one temporary directory and under its own
+// runc roots and containerd, and is removed at the end, also on failure or interrupt.
+//
+//	go run ./cmd/tardis-bench [-cases LIST] [-sizes 64,...,4096] [-json FILE] [-svg FILE]
+//	go run ./cmd/tardis-bench -replot FILE.json -svg FILE.svg
 package main
 
 import (
 	"context"
+	"debug/elf"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -34,30 +47,68 @@ import (
 )
 
 type options struct {
-	n, heavyN  int
-	sizes      []int
-	changesMiB int
-	warm       time.Duration
-	only       map[string]bool
-	jsonPath   string
-	dir        string
-	keep       bool
-	tardis     string
-	runc       string
-	criu       string
-	cpuProfile string
+	n, heavyN, bigN int
+	sizes           []int
+	overlaySizes    []int
+	changesMiB      int
+	warmRestore     bool
+	drainKs         []int
+	drainMiB        int
+	drainN          int
+	signMiB, signN  int
+	warm            time.Duration
+	readyN          int
+	python          string
+	pythonRows      int
+	containerd      string
+	ctr, crictl     string
+	graceMiB        int
+	graceOnly       map[string]bool
+	only            map[string]bool
+	jsonPath        string
+	svgPath         string
+	goBench         string
+	replot          string
+	dir             string
+	keep            bool
+	tardis          string
+	runc            string
+	criu            string
+	cpuProfile      string
 }
+
+// allCases are the cases in the order they run.
+const allCases = "passthrough,create,files,checkpoint,drain,signing,warm,python,grace"
 
 func main() {
 	var o options
-	var sizes, only string
+	var sizes, overlaySizes, drainKs, only, graceOnly string
 	flag.IntVar(&o.n, "n", 30, "repetitions of each variant of the quick cases (pass-through, create, validation)")
-	flag.IntVar(&o.heavyN, "heavy-n", 10, "repetitions of each variant of the checkpoint, restore, time-to-ready and file cases")
-	flag.StringVar(&sizes, "sizes", "64,512", "memory the checkpointed containers touch, MiB, comma-separated (2048 is slow)")
+	flag.IntVar(&o.heavyN, "heavy-n", 5, "repetitions of each variant of the checkpoint and restore cases under 1 GiB, and of the file cases")
+	flag.IntVar(&o.bigN, "big-n", 5, "repetitions of each variant of the checkpoint and restore cases of 1 GiB and more")
+	flag.StringVar(&sizes, "sizes", "64,256,512,1024,2048,4096", "memory the checkpointed containers touch, MiB, comma-separated: the cost curve (plain rootfs)")
+	flag.StringVar(&overlaySizes, "overlay-sizes", "64", "sizes also run with an overlay rootfs holding -changes-mib of files (empty: none)")
 	flag.IntVar(&o.changesMiB, "changes-mib", 300, "size of the writable-layer change set of the overlay cases, MiB")
-	flag.DurationVar(&o.warm, "warm", 5*time.Second, "warm-up phase of the slow-starting application (time-to-ready case)")
-	flag.StringVar(&only, "cases", "passthrough,create,files,checkpoint,warm", "cases to run, comma-separated")
+	flag.BoolVar(&o.warmRestore, "warm-restore", false, "restore with the checkpoint still in the page cache (default: dropped from it first, a restore from storage)")
+	flag.StringVar(&drainKs, "drain", "1,4,8", "numbers of containers stopped at once (the drain)")
+	flag.IntVar(&o.drainMiB, "drain-mib", 256, "memory each drained container touches, MiB")
+	flag.IntVar(&o.drainN, "drain-n", 5, "repetitions of each drain variant")
+	flag.IntVar(&o.signMiB, "sign-mib", 1024, "memory of the signed-checkpoint case's container, MiB")
+	flag.IntVar(&o.signN, "sign-n", 5, "repetitions of each signed-checkpoint variant")
+	flag.DurationVar(&o.warm, "warm", 5*time.Second, "warm-up phase of the slow-starting memhog application (time-to-ready case)")
+	flag.IntVar(&o.readyN, "ready-n", 5, "rounds of the time-to-ready cases")
+	flag.StringVar(&o.python, "python", "/usr/bin/python3", "the host's CPython for the python time-to-ready case (must live under /usr)")
+	flag.IntVar(&o.pythonRows, "python-rows", 300000, "rows of the python application's in-memory table")
+	flag.StringVar(&o.containerd, "containerd", "/usr/bin/containerd", "containerd for the grace-period case (its containerd-shim-runc-v2 next to it)")
+	flag.StringVar(&o.ctr, "ctr", "/usr/bin/ctr", "ctr of that containerd")
+	flag.StringVar(&o.crictl, "crictl", "/usr/local/bin/crictl", "crictl")
+	flag.IntVar(&o.graceMiB, "grace-mib", 2048, "memory of the grace-period case's container, MiB")
+	flag.StringVar(&graceOnly, "grace-scenarios", "", "grace-period scenarios to run (default all: fits,outlasts,deadline,shared-pid)")
+	flag.StringVar(&only, "cases", allCases, "cases to run, comma-separated")
 	flag.StringVar(&o.jsonPath, "json", "", "write the results as JSON to this file")
+	flag.StringVar(&o.svgPath, "svg", "", "draw the cost curve and the drain to this SVG file")
+	flag.StringVar(&o.goBench, "gobench", "", "`go test -bench` output of the same run to fold in (its goals: small files against tar, digests)")
+	flag.StringVar(&o.replot, "replot", "", "only draw -svg from this bench.json (no root needed); with -json, write it back with the curve's summary recomputed")
 	flag.StringVar(&o.dir, "dir", "/var/tmp", "directory for the run's temporary directory (its filesystem holds checkpoints and images)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the run's directory (containers and mounts are removed anyway)")
 	flag.StringVar(&o.tardis, "tardis", "", "tardis binary (default: built from the module the harness runs in)")
@@ -65,21 +116,27 @@ func main() {
 	flag.StringVar(&o.criu, "criu", "", "CRIU (default: the path in /etc/tardis/criu-path, else criu on PATH)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the in-process cases: rootfs.Save/Apply, validation) to this file")
 	flag.Parse()
-	for _, s := range strings.Split(sizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n <= 0 {
-			fmt.Fprintf(os.Stderr, "tardis-bench: bad -sizes %q\n", sizes)
-			os.Exit(2)
+	var err error
+	if o.sizes, err = intList(sizes); err == nil {
+		if o.overlaySizes, err = intList(overlaySizes); err == nil {
+			o.drainKs, err = intList(drainKs)
 		}
-		o.sizes = append(o.sizes, n)
 	}
-	o.only = map[string]bool{}
-	for _, c := range strings.Split(only, ",") {
-		o.only[strings.TrimSpace(c)] = true
-	}
-	if o.n < 1 || o.heavyN < 1 {
-		fmt.Fprintln(os.Stderr, "tardis-bench: -n and -heavy-n must be at least 1")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tardis-bench: %v\n", err)
 		os.Exit(2)
+	}
+	o.only, o.graceOnly = nameSet(only), nameSet(graceOnly)
+	if o.n < 1 || o.heavyN < 1 || o.bigN < 1 || o.drainN < 1 || o.signN < 1 || o.readyN < 1 {
+		fmt.Fprintln(os.Stderr, "tardis-bench: repetitions must be at least 1")
+		os.Exit(2)
+	}
+	if o.replot != "" {
+		if err := replot(o); err != nil {
+			fmt.Fprintf(os.Stderr, "tardis-bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -87,6 +144,53 @@ func main() {
 		fmt.Fprintf(os.Stderr, "tardis-bench: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("bad number %q in %q", f, s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func nameSet(s string) map[string]bool {
+	m := map[string]bool{}
+	for _, c := range strings.Split(s, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			m[c] = true
+		}
+	}
+	return m
+}
+
+// replot draws the SVG of an earlier run's JSON.
+func replot(o options) error {
+	if o.svgPath == "" {
+		return fmt.Errorf("-replot needs -svg")
+	}
+	raw, err := os.ReadFile(o.replot)
+	if err != nil {
+		return err
+	}
+	var r results
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return err
+	}
+	r.Fit = r.stopFit() // what the curve implies, as this version of the harness reads it
+	if o.jsonPath != "" {
+		if err := r.writeJSON(o.jsonPath); err != nil {
+			return err
+		}
+	}
+	return r.writePlot(o.svgPath)
 }
 
 func run(ctx context.Context, o options) (err error) {
@@ -135,7 +239,7 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	if err := b.goBuild("exec-floor", floorSource(b.runc), b.floor, false); err != nil {
+	if err := b.goBuild("exec-floor", floorSource(b.runc), b.floor, true); err != nil {
 		return err
 	}
 	if err := b.goBuild("memhog", memhogSource, b.memhog, true); err != nil {
@@ -146,9 +250,19 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	res := &results{Started: time.Now().UTC(), Machine: b.machine(), Params: map[string]any{
-		"n": o.n, "heavy_n": o.heavyN, "sizes_mib": o.sizes, "changes_mib": o.changesMiB,
+		"n": o.n, "heavy_n": o.heavyN, "big_n": o.bigN, "sizes_mib": o.sizes, "overlay_sizes_mib": o.overlaySizes,
+		"changes_mib": o.changesMiB, "warm_restore": o.warmRestore, "drain": o.drainKs, "drain_mib": o.drainMiB,
+		"drain_n": o.drainN, "sign_mib": o.signMiB, "sign_n": o.signN, "ready_n": o.readyN, "python": o.python,
+		"python_rows": o.pythonRows, "grace_mib": o.graceMiB,
 		"warm": o.warm.String(), "work_dir": b.work, "tardis": b.tardis, "runc": b.runc, "criu": b.criu,
+		"tardis_static": isStatic(b.tardis), "exec_floor_static": isStatic(b.floor),
 	}}
+	if st, err := os.Stat(b.tardis); err == nil {
+		res.Params["tardis_bytes"] = st.Size()
+	}
+	if st, err := os.Stat(b.floor); err == nil {
+		res.Params["exec_floor_bytes"] = st.Size()
+	}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -167,25 +281,40 @@ func run(ctx context.Context, o options) (err error) {
 	}{
 		{"passthrough", func() error { return b.passThrough(res, o.n) }},
 		{"create", func() error { return b.createNotOptedIn(res, o.n) }},
-		{"files", func() error { return b.files(res, o.heavyN, o.changesMiB) }},
+		{"files", func() error { return b.files(res, 2*o.heavyN, o.changesMiB) }},
 		{"checkpoint", func() error {
 			if err := b.nodeProbe(res, o.n); err != nil {
 				return err
 			}
-			if err := b.makeChanges(o.changesMiB); err != nil {
-				return err
-			}
 			val := res.group("validate", "in-process validation of the real checkpoint images just written (page cache warm): criuimg.Validate alone, and store.Validate (manifest, every file's size, then criuimg.Validate, then node compatibility)", "")
-			for _, ovl := range []bool{false, true} {
-				for _, mib := range o.sizes {
-					if err := b.checkpointRestore(res, val, o, mib, ovl); err != nil {
-						return err
-					}
+			for _, mib := range o.sizes {
+				rounds := o.heavyN
+				if mib >= 1024 {
+					rounds = o.bigN
+				}
+				t := time.Now()
+				if err := b.checkpointRestore(res, val, o, mib, false, rounds); err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "tardis-bench: checkpoint: %d MiB done in %s\n", mib, time.Since(t).Round(time.Second))
+			}
+			if len(o.overlaySizes) > 0 {
+				if err := b.makeChanges(o.changesMiB); err != nil {
+					return err
+				}
+			}
+			for _, mib := range o.overlaySizes {
+				if err := b.checkpointRestore(res, val, o, mib, true, o.heavyN); err != nil {
+					return err
 				}
 			}
 			return nil
 		}},
-		{"warm", func() error { return b.timeToReady(res, o.heavyN, o.warm) }},
+		{"drain", func() error { return b.drain(res, o) }},
+		{"signing", func() error { return b.signing(res, o) }},
+		{"warm", func() error { return b.timeToReady(res, o) }},
+		{"python", func() error { return b.pythonReady(res, o) }},
+		{"grace", func() error { return b.grace(res, o) }},
 	}
 	for _, s := range steps {
 		if !o.only[s.name] {
@@ -195,10 +324,11 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 		t := time.Now()
-		fmt.Fprintf(os.Stderr, "tardis-bench: %s ...\n", s.name)
+		fmt.Fprintf(os.Stderr, "tardis-bench: %s ... (load average %s)\n", s.name, loadavg())
 		if err := s.f(); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
+		res.Steps = append(res.Steps, stepTime{s.name, time.Since(t).Round(time.Second).Seconds()})
 		fmt.Fprintf(os.Stderr, "tardis-bench: %s done in %s\n", s.name, time.Since(t).Round(time.Second))
 	}
 	res.Elapsed = time.Since(start).Round(time.Second).String()
@@ -207,7 +337,13 @@ func run(ctx context.Context, o options) (err error) {
 		res.Machine["other_runtimes_at_end"] = others
 		fmt.Fprintf(os.Stderr, "tardis-bench: warning: other runc/criu/containerd processes ran at the end of the run (the numbers may be disturbed): %s\n", others)
 	}
+	if o.goBench != "" {
+		if err := res.ingestGoBench(o.goBench); err != nil {
+			fmt.Fprintf(os.Stderr, "tardis-bench: cannot read the Go benchmarks' output %s: %v\n", o.goBench, err)
+		}
+	}
 	res.finish()
+	res.conclude()
 	res.print(os.Stdout)
 	if o.jsonPath != "" {
 		if err := res.writeJSON(o.jsonPath); err != nil {
@@ -215,7 +351,29 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		fmt.Fprintf(os.Stderr, "tardis-bench: wrote %s\n", o.jsonPath)
 	}
+	if o.svgPath != "" {
+		if err := res.writePlot(o.svgPath); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "tardis-bench: wrote %s\n", o.svgPath)
+	}
 	return nil
+}
+
+// isStatic reports whether an ELF executable has no program interpreter (no dynamic
+// loader: nothing to resolve at start-up).
+func isStatic(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }
 
 // machine describes where the numbers were taken.

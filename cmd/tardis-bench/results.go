@@ -19,6 +19,36 @@ type results struct {
 	Started time.Time         `json:"started"`
 	Elapsed string            `json:"elapsed"`
 	Groups  []*group          `json:"cases"`
+	// Goals is every goal of the run with its verdict (from the comparisons, and the
+	// goals that are not a ratio of two medians, such as a throughput).
+	Goals []*goal `json:"goals"`
+	// The cost curve, the drain and the grace-period runs, summarised for the plot.
+	Curve   []*curvePoint `json:"curve,omitempty"`
+	Drain   []*drainPoint `json:"drain,omitempty"`
+	Grace   []*graceRun   `json:"grace,omitempty"`
+	GoBench []*goBench    `json:"go_benchmarks,omitempty"`
+	Steps   []stepTime    `json:"steps,omitempty"` // how long each case took
+	Fit     *fit          `json:"stop_fit,omitempty"`
+
+	signRates []signRate
+}
+
+// stepTime is how long one case of the run took.
+type stepTime struct {
+	Case    string  `json:"case"`
+	Seconds float64 `json:"seconds"`
+}
+
+// goal is one goal of the issue and how this run did against it.
+type goal struct {
+	Name     string  `json:"name"`
+	Measured float64 `json:"measured"`
+	Unit     string  `json:"unit"`            // "x" (a ratio) or a throughput unit
+	Op       string  `json:"op"`              // "<=" or ">="
+	Target   float64 `json:"target"`          // the goal
+	Met      bool    `json:"met"`             // measured Op target
+	Detail   string  `json:"detail"`          // what was compared
+	Limit    string  `json:"limit,omitempty"` // the measured floor that limits it, when missed
 }
 
 // group is one case: variants timed alternately in one loop, compared with a baseline.
@@ -45,12 +75,15 @@ type variant struct {
 
 // comparison is a variant's median against a reference variant's, with a goal if there is one.
 type comparison struct {
-	Variant   string  `json:"variant"`
-	Reference string  `json:"reference"`
-	Ratio     float64 `json:"ratio"`
-	AddedMs   float64 `json:"added_ms"`
-	Goal      float64 `json:"goal_ratio,omitempty"` // at most this ratio; 0: informative
-	Met       *bool   `json:"goal_met,omitempty"`
+	Variant   string `json:"variant"`
+	Reference string `json:"reference"`
+	// Of: the reference is the slowest of these variants' medians (Reference names it).
+	Of       []string `json:"reference_of,omitempty"`
+	Goal     float64  `json:"goal_ratio,omitempty"` // at most this ratio; 0: informative
+	GoalName string   `json:"goal_name,omitempty"`  // listed among the run's goals`
+	Ratio    float64  `json:"ratio"`
+	AddedMs  float64  `json:"added_ms"`
+	Met      *bool    `json:"goal_met,omitempty"`
 }
 
 func (r *results) group(name, desc, baseline string) *group {
@@ -79,8 +112,51 @@ func (g *group) add(name string, d time.Duration) *variant {
 // part records a breakdown sample (tardis's own timings_ms, or derived).
 func (v *variant) part(name string, ms float64) { v.parts[name] = append(v.parts[name], ms) }
 
-func (g *group) compare(variant, ref string, goal float64) {
-	g.Comparisons = append(g.Comparisons, &comparison{Variant: variant, Reference: ref, Goal: goal})
+func (g *group) compare(variant, ref string, goal float64) *comparison {
+	c := &comparison{Variant: variant, Reference: ref, Goal: goal}
+	g.Comparisons = append(g.Comparisons, c)
+	return c
+}
+
+// compareSlowest compares variant with the slowest of refs (their medians).
+func (g *group) compareSlowest(variant string, refs []string, goal float64) *comparison {
+	c := g.compare(variant, "slowest of "+strings.Join(refs, ", "), goal)
+	c.Of = refs
+	return c
+}
+
+// named lists the comparison's verdict among the run's goals under name.
+func (c *comparison) named(name string) *comparison { c.GoalName = name; return c }
+
+// addGoal records a goal that is not a ratio of two medians.
+func (r *results) addGoal(name string, measured float64, unit, op string, target float64, detail string) *goal {
+	met := measured <= target
+	if op == ">=" {
+		met = measured >= target
+	}
+	gl := &goal{Name: name, Measured: round3(measured), Unit: unit, Op: op, Target: target, Met: met, Detail: detail}
+	r.Goals = append(r.Goals, gl)
+	return gl
+}
+
+func (r *results) findGroup(name string) *group {
+	for _, g := range r.Groups {
+		if g.Name == name {
+			return g
+		}
+	}
+	return nil
+}
+
+// med is a variant's median in ms, NaN when it has no samples.
+func (g *group) med(name string) float64 {
+	if g == nil {
+		return math.NaN()
+	}
+	if v := g.find(name); v != nil && len(v.Samples) > 0 {
+		return median(v.Samples)
+	}
+	return math.NaN()
 }
 
 func median(xs []float64) float64 {
@@ -116,14 +192,31 @@ func (r *results) finish() {
 			}
 		}
 		for _, c := range g.Comparisons {
-			a, b := g.find(c.Variant), g.find(c.Reference)
-			if a == nil || b == nil || a.N == 0 || b.N == 0 {
+			a := g.find(c.Variant)
+			refs := c.Of
+			if len(refs) == 0 {
+				refs = []string{c.Reference}
+			}
+			ref, slowest := math.NaN(), ""
+			for _, name := range refs {
+				if b := g.find(name); b != nil && b.N > 0 && !(b.Median <= ref) {
+					ref, slowest = b.Median, name
+				}
+			}
+			if a == nil || a.N == 0 || math.IsNaN(ref) {
 				continue
 			}
-			c.Ratio, c.AddedMs = round3(a.Median/b.Median), round(a.Median-b.Median)
+			if len(c.Of) > 0 {
+				c.Reference = slowest + " (slowest of " + strings.Join(c.Of, ", ") + ")"
+			}
+			c.Ratio, c.AddedMs = round3(a.Median/ref), round(a.Median-ref)
 			if c.Goal > 0 {
 				met := c.Ratio <= c.Goal
 				c.Met = &met
+				if c.GoalName != "" {
+					r.Goals = append(r.Goals, &goal{Name: c.GoalName, Measured: c.Ratio, Unit: "x", Op: "<=",
+						Target: c.Goal, Met: met, Detail: fmt.Sprintf("%s: %s %.1f ms vs %s %.1f ms (medians)", g.Name, c.Variant, a.Median, c.Reference, ref)})
+				}
 			}
 		}
 	}
@@ -216,6 +309,30 @@ func (r *results) print(w io.Writer) {
 			fmt.Fprintf(w, "  %s: %s\n", g.Name, n)
 		}
 	}
+	r.printCurve(w)
+	r.printDrain(w)
+	r.printGrace(w)
+	r.printGoals(w)
+}
+
+// printGoals lists every goal with its verdict.
+func (r *results) printGoals(w io.Writer) {
+	if len(r.Goals) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\ngoals:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, g := range r.Goals {
+		verdict := "MISSED"
+		if g.Met {
+			verdict = "met"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%.3f %s\t(goal %s %g %s)\t%s\n", verdict, g.Name, g.Measured, g.Unit, g.Op, g.Target, g.Unit, g.Detail)
+		if g.Limit != "" {
+			fmt.Fprintf(tw, "  \t\t\t\tlimit: %s\n", g.Limit)
+		}
+	}
+	tw.Flush()
 }
 
 func (r *results) writeJSON(path string) error {
