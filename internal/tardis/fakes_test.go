@@ -44,7 +44,6 @@ type fault struct {
 	afterImages  bool          // checkpoint: write complete images, then fail or hang
 	leaveRunning bool          // checkpoint: the container is not ended
 	delay        time.Duration // checkpoint: the dump takes this long (the container runs on)
-	noImages     bool          // checkpoint: runc ends the container and says it succeeded, but wrote no images
 }
 
 func newFakeRunc() *fakeRunc {
@@ -212,11 +211,6 @@ func (f *fakeRunc) Checkpoint(ctx context.Context, id string, o runc.CheckpointO
 		}
 	}
 	ft := f.faults["checkpoint"]
-	if ft.noImages {
-		f.end(id)
-		f.put(&runc.State{ID: id})
-		return nil
-	}
 	if err := criuimgtest.WriteFake(o.ImagePath, criuimgtest.FakeProcess{Pid: 1, Threads: 1, Pages: 2, Comm: "sh"}); err != nil {
 		return err
 	}
