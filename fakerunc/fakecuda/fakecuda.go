@@ -227,3 +227,13 @@ func signalAndWait(pid int, sig syscall.Signal, want string) error {
 	}
 	return fmt.Errorf("pid %d did not make its devices %s", pid, want)
 }
+
+// Programs are the fakes as a test binary plays them (testscript.Main's commands, put on
+// PATH under these names): "cuda-checkpoint", "nvidia-smi" and "cudaproc".
+func Programs() map[string]func() {
+	return map[string]func(){
+		"cuda-checkpoint": func() { os.Exit(CheckpointMain()) },
+		"nvidia-smi":      func() { os.Exit(SMIMain()) },
+		"cudaproc":        func() { os.Exit(ProcessMain()) },
+	}
+}

@@ -20,11 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
-		"cuda-checkpoint": func() { os.Exit(fakecuda.CheckpointMain()) },
-		"nvidia-smi":      func() { os.Exit(fakecuda.SMIMain()) },
-		"cudaproc":        func() { os.Exit(fakecuda.ProcessMain()) },
-	})
+	testscript.Main(m, fakecuda.Programs())
 }
 
 // world is one test's fake GPU: its directory, device prefix and environment.

@@ -23,11 +23,7 @@ import (
 // The test binary is also the fake cuda-checkpoint, nvidia-smi and CUDA process (package
 // fakecuda), on PATH under those names.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
-		"cuda-checkpoint": func() { os.Exit(fakecuda.CheckpointMain()) },
-		"nvidia-smi":      func() { os.Exit(fakecuda.SMIMain()) },
-		"cudaproc":        func() { os.Exit(fakecuda.ProcessMain()) },
-	})
+	testscript.Main(m, fakecuda.Programs())
 }
 
 // world is one test's fake GPU node.

@@ -20,11 +20,7 @@ import (
 // "nvidia-smi" (its --query-gpu and --query-compute-apps) and "cudaproc" (a process that
 // holds fake /dev/nvidia* files under $FAKECUDA_DEV, as a CUDA process does).
 func GPUPrograms() map[string]func() {
-	return map[string]func(){
-		"cuda-checkpoint": func() { os.Exit(fakecuda.CheckpointMain()) },
-		"nvidia-smi":      func() { os.Exit(fakecuda.SMIMain()) },
-		"cudaproc":        func() { os.Exit(fakecuda.ProcessMain()) },
-	}
+	return fakecuda.Programs()
 }
 
 // GPUSetup gives a scenario the fakes' directory ($FAKECUDA_DIR), call log
