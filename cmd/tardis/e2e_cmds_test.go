@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -148,33 +149,50 @@ func lookProg(ts *testscript.TestScript, prog string) string {
 	return ""
 }
 
+// cmdOpts are the leading "-NAME VALUE" options of a script command, by NAME.
+type cmdOpts map[string]string
+
+// takeOpts takes the leading options of args, each one of names (any other is fatal), and
+// returns them and the arguments after them.
+func takeOpts(ts *testscript.TestScript, usage string, args []string, names ...string) (cmdOpts, []string) {
+	o := cmdOpts{}
+	for len(args) > 1 && strings.HasPrefix(args[0], "-") {
+		name := args[0][1:]
+		if !slices.Contains(names, name) {
+			ts.Fatalf("unknown option %s; usage: %s", args[0], usage)
+		}
+		o[name], args = args[1], args[2:]
+	}
+	return o, args
+}
+
+// duration is option name as a duration, 0 when it was not given.
+func (o cmdOpts) duration(ts *testscript.TestScript, name string) time.Duration {
+	v, ok := o[name]
+	if !ok {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	ts.Check(err)
+	return d
+}
+
 // e2e-io [-exit N] [-max DURATION] NAME PROG ARGS...: runs PROG as containerd's shim would,
 // with pipes for stdin, stdout and stderr, and waits for it. The pipes outlive PROG (a
 // container started or restored by it keeps them): what comes out is appended to
 // $WORK/NAME.out and $WORK/NAME.err until the last writer closes. Checks PROG's exit code
 // (0 unless -exit; `!` for any non-zero) and that it took at most -max.
 func cmdE2EIO(ts *testscript.TestScript, neg bool, args []string) {
-	wantExit, max := 0, time.Duration(0)
-	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
-		if len(args) < 2 {
-			break
-		}
-		switch args[0] {
-		case "-exit":
-			n, err := strconv.Atoi(args[1])
-			ts.Check(err)
-			wantExit = n
-		case "-max":
-			d, err := time.ParseDuration(args[1])
-			ts.Check(err)
-			max = d
-		default:
-			ts.Fatalf("e2e-io: unknown option %s", args[0])
-		}
-		args = args[2:]
+	const usage = "e2e-io [-exit N] [-max DURATION] NAME PROG ARGS..."
+	opts, args := takeOpts(ts, usage, args, "exit", "max")
+	wantExit, max := 0, opts.duration(ts, "max")
+	if v, ok := opts["exit"]; ok {
+		n, err := strconv.Atoi(v)
+		ts.Check(err)
+		wantExit = n
 	}
 	if len(args) < 2 {
-		ts.Fatalf("usage: e2e-io [-exit N] [-max DURATION] NAME PROG ARGS...")
+		ts.Fatalf("usage: %s", usage)
 	}
 	name := args[0]
 	c := cleanupOf(ts)

@@ -847,23 +847,11 @@ func pidsWithArgPrefix(dirs ...string) []int {
 
 // e2e-time [-set VAR] [-max DURATION] LABEL PROG ARGS...
 func cmdE2ETime(ts *testscript.TestScript, neg bool, args []string) {
-	var setVar string
-	var max time.Duration
-	for len(args) > 1 && strings.HasPrefix(args[0], "-") {
-		switch args[0] {
-		case "-set":
-			setVar = args[1]
-		case "-max":
-			d, err := time.ParseDuration(args[1])
-			ts.Check(err)
-			max = d
-		default:
-			ts.Fatalf("e2e-time: unknown option %s", args[0])
-		}
-		args = args[2:]
-	}
+	const usage = "e2e-time [-set VAR] [-max DURATION] LABEL PROG ARGS..."
+	opts, args := takeOpts(ts, usage, args, "set", "max")
+	setVar, max := opts["set"], opts.duration(ts, "max")
 	if len(args) < 2 {
-		ts.Fatalf("usage: e2e-time [-set VAR] [-max DURATION] LABEL PROG ARGS...")
+		ts.Fatalf("usage: %s", usage)
 	}
 	start := time.Now()
 	err := ts.Exec(args[1], args[2:]...)

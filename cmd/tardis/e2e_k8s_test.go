@@ -465,25 +465,11 @@ func (p *k8sNodeProc) remove(logf func(string, ...any)) {
 }
 
 func k8sCrictl(ts *testscript.TestScript, neg bool, args []string) {
-	var setVar, label string
-	var max time.Duration
-	for len(args) > 1 && strings.HasPrefix(args[0], "-") {
-		switch args[0] {
-		case "-set":
-			setVar = args[1]
-		case "-time":
-			label = args[1]
-		case "-max":
-			d, err := time.ParseDuration(args[1])
-			ts.Check(err)
-			max = d
-		default:
-			ts.Fatalf("k8s crictl: unknown option %s", args[0])
-		}
-		args = args[2:]
-	}
+	const usage = "k8s crictl [-set VAR] [-time LABEL] [-max DURATION] NODE ARGS..."
+	opts, args := takeOpts(ts, usage, args, "set", "time", "max")
+	setVar, label, max := opts["set"], opts["time"], opts.duration(ts, "max")
 	if len(args) < 2 {
-		ts.Fatalf("usage: k8s crictl [-set VAR] [-time LABEL] [-max DURATION] NODE ARGS...")
+		ts.Fatalf("usage: %s", usage)
 	}
 	cfg := ts.Getenv("CRICTL_" + args[0])
 	if cfg == "" {
