@@ -65,10 +65,11 @@ import (
 //	TARDIS_CHECKPOINT_ROOT, TARDIS_WORK_DIR, TARDIS_LOG_FILE under $WORK
 //	($WORK/state, $WORK/ckpt, $WORK/work, $WORK/tardis.log).
 //
-// TARDIS_CRIU is the CRIU for runc 1.1, which takes it as `--criu`; for runc 1.2 and
-// later it is empty: those run the `criu` on their PATH (1.4 and later reject `--criu`).
-// PATH leads to the real runc and CRIU (the fake ones of the scenario suite are taken
-// off it). Conditions: [containerd], [containerd2] (containerd 2.x), [runc-criu-option]
+// TARDIS_CRIU is the CRIU, for every runc, as the README configures tardis: tardis hands
+// it to runc 1.1 as `--criu` and to runc 1.2 and later (which run the `criu` on their
+// PATH; 1.4 and later reject `--criu`) through PATH. PATH leads to the real runc and CRIU
+// too (the fake ones of the scenario suite are taken off it), for the programs that look
+// for `criu` there themselves (containerd 2.x's CRI, a caller's own runc). Conditions: [containerd], [containerd2] (containerd 2.x), [runc-criu-option]
 // (runc < 1.2), [runc-on-default-path] (the runc under test is the one tardis finds on
 // its default PATH when its caller gives none, as Podman's kill and delete do: where it
 // is not, a script must name it in TARDIS_RUNC), [cgroup2] (/sys/fs/cgroup is cgroup
@@ -355,11 +356,6 @@ func e2eParams(tl e2eTools) testscript.Params {
 				path = append(path, tl.containerdDir)
 			}
 			path = append(path, realPath())
-			// runc 1.2 and later take CRIU from PATH (the link above), not --criu.
-			tardisCriu := tl.criu
-			if !tl.runcTakesCriu() {
-				tardisCriu = ""
-			}
 			vars := map[string]string{
 				"PATH":                   strings.Join(path, string(filepath.ListSeparator)),
 				"TARDIS":                 tl.tardis,
@@ -374,7 +370,7 @@ func e2eParams(tl e2eTools) testscript.Params {
 				"RUNC_ROOT":              filepath.Join(w, "runc"),
 				"TARDIS_CONFIG":          filepath.Join(w, "tardis.toml"),
 				"TARDIS_RUNC":            tl.runc,
-				"TARDIS_CRIU":            tardisCriu,
+				"TARDIS_CRIU":            tl.criu,
 				"TARDIS_STATE_DIR":       filepath.Join(w, "state"),
 				"TARDIS_CHECKPOINT_ROOT": filepath.Join(w, "ckpt"),
 				"TARDIS_WORK_DIR":        filepath.Join(w, "work"),
