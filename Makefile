@@ -110,10 +110,11 @@ e2e-matrix: e2e-deps build
 		echo "=== e2e: runc $$r, containerd $$c (output in $$log)"; start=$$(date +%s); \
 		if TARDIS_E2E_RUNC=$$r TARDIS_E2E_CONTAINERD=$$c $(E2E_GO_TEST) -run '$(E2E_RUN)' ./cmd/tardis >$$log 2>&1; \
 		then res=ok; else res=FAIL; failed=1; fi; \
-		grep -E '^\s*--- (FAIL|SKIP)|^\s*FAIL: |e2e_test.go:[0-9]+: tardis ' $$log || true; \
+		grep -aE '^\s*--- (FAIL|SKIP)|^\s*FAIL: |e2e_test.go:[0-9]+: tardis ' $$log || true; \
 		took=$$(awk '$$1 ~ /^(ok|FAIL)$$/ && $$2 ~ /cmd\/tardis$$/ {print $$3}' $$log); \
-		printf '%-5s runc %-7s containerd %-7s suite %6s, wall %4ds (with build and lock wait)\n' \
-			$$res $$r $$c "$${took:-?}" $$(( $$(date +%s) - start )) | tee -a $(BIN)/e2e-matrix.txt; \
+		n() { grep -ac "^    --- $$1: TestE2E/" $$log; }; \
+		printf '%-5s runc %-7s containerd %-7s scripts %2d pass %2d fail %2d skip, suite %6s, wall %4ds (with build and lock wait)\n' \
+			$$res $$r $$c $$(n PASS) $$(n FAIL) $$(n SKIP) "$${took:-?}" $$(( $$(date +%s) - start )) | tee -a $(BIN)/e2e-matrix.txt; \
 	done; echo "=== e2e matrix:"; cat $(BIN)/e2e-matrix.txt; exit $$failed
 
 # The runc scripts of the suite with runc in its cgroup v2 mode, on a cgroup v1 host: in

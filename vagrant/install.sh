@@ -51,9 +51,16 @@
 #      A docker.io or podman that was installed before this run is not touched; a dockerd
 #      running or a unit enabled there is only reported.
 #   5. With --with-runc-latest: builds runc $TARDIS_RUNC_LATEST_VERSION (default v1.5.3)
-#      with `go install` (cgo, no seccomp: it links only libc) into
-#      /opt/tardis-runc/<version>/bin/runc and writes that path to
-#      /etc/tardis/runc-latest-path. With --with-containerd2: builds containerd
+#      with `go install` into /opt/tardis-runc/<version>/bin/runc and writes that path
+#      to /etc/tardis/runc-latest-path. It is built as runc's own Makefile builds it: cgo,
+#      build tags `seccomp urfave_cli_no_docs` (not `libpathrs`, a Rust library Debian
+#      does not ship: runc then uses its Go fallback), so that it runs the seccomp
+#      profiles Docker and Podman give every container. Unlike runc's static release
+#      binaries it links libseccomp dynamically: it needs libseccomp.so.2 (Debian's
+#      libseccomp2) at run time, and libseccomp-dev and pkg-config to build, which are
+#      installed when missing, with gcc and libc6-dev when there is no `cc`. A build
+#      from an earlier run without seccomp is rebuilt once.
+#      With --with-containerd2: builds containerd
 #      $TARDIS_CONTAINERD2_VERSION (default v2.4.2: containerd, containerd-shim-runc-v2,
 #      ctr; without btrfs) into /opt/tardis-containerd/<version>/bin and writes that
 #      folder to /etc/tardis/containerd2-path. Neither folder is put on PATH: the
@@ -63,8 +70,9 @@
 #      (/usr/local/go/bin/go when go is not on PATH; unlike for crictl, a missing go is an
 #      error here). runc v1.5.3 asks for Go 1.25 and containerd v2.4.2 for Go 1.26.6: an
 #      older go fetches that toolchain through the module proxy (GOTOOLCHAIN=auto).
-#      runc needs a C compiler: gcc and libc6-dev are installed when there is no `cc`.
-#      Both builds take about 1.5 minutes on 2 cores with an empty module cache.
+#      Both builds take about 1.5 minutes on 2 cores with an empty module cache. A build
+#      is found again when `go version -m` says it was built from that version with those
+#      build tags (without go: the prefix's BUILD-INFO).
 #      runc >= 1.4 has no `--criu` option: it runs the `criu` on its PATH.
 #
 # It is idempotent: a second run finds everything, installs nothing and says so.
@@ -631,6 +639,24 @@ built_from() {
 	fi
 }
 
+# built_tags BIN: the build tags BIN was built with, sorted, one space between (`go
+# version -m`; without go, what the prefix's BUILD-INFO says); "" for none.
+built_tags() {
+	local go
+	go=$(go_cmd)
+	[[ -x $1 ]] || return 0
+	if [[ -n $go ]]; then
+		"$go" version -m "$1" 2>/dev/null | awk '$1 == "build" && $2 ~ /^-tags=/ {sub(/^-tags=/, "", $2); print $2}'
+	elif [[ -r $(dirname "$1")/../BUILD-INFO ]]; then
+		# older BUILD-INFOs have no tags line, only GOFLAGS=-tags=... in the "with:" one
+		awk '$1 == "tags:" {print $2; exit} match($0, /-tags=[^ )]+/) {print substr($0, RSTART + 6, RLENGTH - 6); exit}' \
+			"$(dirname "$1")/../BUILD-INFO"
+	fi | sed 's/[, ]\+/\n/g; /^$/d' | sort | paste -sd' '
+}
+
+# sorted_tags TAGS...: the tags, sorted, one space between (as built_tags prints them).
+sorted_tags() { printf '%s\n' "$@" | sed '/^$/d' | sort | paste -sd' '; }
+
 # record FILE VALUE: writes VALUE to FILE unless it holds it already.
 record() {
 	mkdir -p "$(dirname "$1")"
@@ -640,24 +666,28 @@ record() {
 	fi
 }
 
-# go_build_prefix WHAT DIR MODULE VERSION ENV -- PACKAGE@VERSION...: builds the packages with
-# `go install` into DIR/bin (staged in DIR.new.PID, then renamed), unless every one of
-# them is already there, built from MODULE@VERSION.
+# go_build_prefix WHAT DIR MODULE VERSION TAGS ENV -- PACKAGE@VERSION...: builds the
+# packages with `go install -tags TAGS` (TAGS: space-separated, "" for none) into DIR/bin
+# (staged in DIR.new.PID, then renamed), unless every one of them is already there,
+# built from MODULE@VERSION with exactly those tags.
 go_build_prefix() {
-	local what=$1 dir=$2 module=$3 version=$4 go stage start p have=1
-	shift 4
+	local what=$1 dir=$2 module=$3 version=$4 tags=$5 go stage start p have=1
+	shift 5
 	local envs=()
 	while [[ $1 != -- ]]; do
 		envs+=("$1")
 		shift
 	done
 	shift
+	# shellcheck disable=SC2086
+	tags=$(sorted_tags $tags)
 	for p in "$@"; do
 		p=${p%@*}
-		[[ $(built_from "$dir/bin/${p##*/}" "$module") == "$version" ]] || have=0
+		[[ $(built_from "$dir/bin/${p##*/}" "$module") == "$version" &&
+			$(built_tags "$dir/bin/${p##*/}") == "$tags" ]] || have=0
 	done
 	if [[ $have -eq 1 ]]; then
-		FOUND+=("$what $version in $dir/bin")
+		FOUND+=("$what $version in $dir/bin${tags:+ (tags: $tags)}")
 		return
 	fi
 	go=$(go_cmd)
@@ -667,18 +697,21 @@ go_build_prefix() {
 	mkdir -p "$stage/bin"
 	# shellcheck disable=SC2064
 	trap "rm -rf '$stage'" EXIT
-	log "building $what $version with go install ($("$go" version | awk '{print $3}')) into $dir"
+	local tagflag=()
+	[[ -n $tags ]] && tagflag=(-tags "${tags// /,}")
+	log "building $what $version with go install ${tagflag[*]} ($("$go" version | awk '{print $3}')) into $dir"
 	start=$(date +%s)
 	# From / so that no go.mod around the caller takes part; the module cache is the usual one.
-	(cd / && env "${envs[@]}" GOBIN="$stage/bin" "$go" install "$@") ||
-		die "building $what $version failed (go install $*)"
+	(cd / && env "${envs[@]}" GOBIN="$stage/bin" "$go" install "${tagflag[@]}" "$@") ||
+		die "building $what $version failed (go install ${tagflag[*]} $*)"
 	for p in "$@"; do
 		p=${p%@*}
 		[[ -x $stage/bin/${p##*/} ]] || die "go install $* did not produce ${p##*/}"
 	done
 	{
 		echo "$what $version, built by tardis vagrant/install.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-		echo "go install $*"
+		echo "go install ${tagflag[*]} $*"
+		echo "tags: ${tags// /,}"
 		echo "with: ${envs[*]} ($("$go" version))"
 	} >"$stage/BUILD-INFO"
 	rm -rf "$dir.old"
@@ -689,26 +722,37 @@ go_build_prefix() {
 	INSTALLED+=("$what $version into $dir/bin (built in $(($(date +%s) - start)) s)")
 }
 
+# runc's build tags: those of its Makefile (BUILDTAGS) less libpathrs (see --help, step 5).
+RUNC_TAGS="seccomp urfave_cli_no_docs"
 if [[ $WITH_RUNC_LATEST -eq 1 ]]; then
-	# runc's nsenter is C: cgo and a C compiler. Without the seccomp build tag it links
-	# only libc, so no libseccomp-dev is needed.
-	if [[ $(built_from "$RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc" github.com/opencontainers/runc) != "$RUNC_LATEST_VERSION" ]] &&
-		! command -v cc >/dev/null; then
-		log "runc $RUNC_LATEST_VERSION needs a C compiler: installing gcc and libc6-dev"
-		apt_install gcc libc6-dev
-		INSTALLED+=("gcc $(dpkg-query -W -f='${Version}' gcc) (to build runc)")
+	runc_latest=$RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc
+	# shellcheck disable=SC2086
+	if [[ $(built_from "$runc_latest" github.com/opencontainers/runc) != "$RUNC_LATEST_VERSION" ||
+		$(built_tags "$runc_latest") != "$(sorted_tags $RUNC_TAGS)" ]]; then
+		# runc's nsenter is C (cgo, a C compiler); the seccomp tag links libseccomp, found
+		# with pkg-config.
+		need=()
+		command -v cc >/dev/null || need+=(gcc libc6-dev)
+		command -v pkg-config >/dev/null || need+=(pkg-config)
+		is_installed libseccomp-dev || need+=(libseccomp-dev)
+		if [[ ${#need[@]} -gt 0 ]]; then
+			log "runc $RUNC_LATEST_VERSION with seccomp needs: installing ${need[*]}"
+			apt_install "${need[@]}"
+			for p in "${need[@]}"; do INSTALLED+=("$p $(dpkg-query -W -f='${Version}' "$p") (to build runc)"); done
+		fi
 	fi
 	go_build_prefix runc "$RUNC_PREFIX/$RUNC_LATEST_VERSION" github.com/opencontainers/runc "$RUNC_LATEST_VERSION" \
-		CGO_ENABLED=1 -- "github.com/opencontainers/runc@$RUNC_LATEST_VERSION"
-	"$RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc" --version >/dev/null ||
-		die "$RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc --version fails"
-	record "$RUNC_LATEST_PATH_FILE" "$RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc"
+		"$RUNC_TAGS" CGO_ENABLED=1 -- "github.com/opencontainers/runc@$RUNC_LATEST_VERSION"
+	runc_v=$("$runc_latest" --version) || die "$runc_latest --version fails"
+	grep -q '^libseccomp: ' <<<"$runc_v" ||
+		die "$runc_latest was built without seccomp (its --version names no libseccomp)"
+	record "$RUNC_LATEST_PATH_FILE" "$runc_latest"
 fi
 
 if [[ $WITH_CONTAINERD2 -eq 1 ]]; then
 	# no_btrfs: the btrfs snapshotter needs libbtrfs headers (and nobody here uses it).
 	go_build_prefix containerd "$CONTAINERD_PREFIX/$CONTAINERD2_VERSION" github.com/containerd/containerd/v2 "$CONTAINERD2_VERSION" \
-		GOFLAGS="-tags=no_btrfs ${GOFLAGS:-}" -- \
+		no_btrfs -- \
 		"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2_VERSION" \
 		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD2_VERSION" \
 		"github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION"
@@ -726,7 +770,8 @@ if [[ ${#INSTALLED[@]} -gt 0 ]]; then printf '    %s\n' "${INSTALLED[@]}"; else 
 log "criu: $CRIU_HOW"
 log "runc: $(runc --version | head -n1); use it as: runc --criu $CRIU checkpoint ..."
 if [[ $WITH_RUNC_LATEST -eq 1 ]]; then
-	log "runc $RUNC_LATEST_VERSION: $RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc (in $RUNC_LATEST_PATH_FILE);" \
+	log "runc $RUNC_LATEST_VERSION: $RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc (in $RUNC_LATEST_PATH_FILE;" \
+		"seccomp, libseccomp $(awk '$1 == "libseccomp:" {print $2}' <<<"$runc_v") linked dynamically);" \
 		"it has no --criu option and runs the criu on its PATH: give it a PATH that leads to $CRIU as criu"
 	echo "RUNC_LATEST=$RUNC_PREFIX/$RUNC_LATEST_VERSION/bin/runc"
 fi

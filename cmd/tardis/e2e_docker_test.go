@@ -486,7 +486,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 	ts.Check(err)
 	defer logf.Close()
 	cmd := exec.Command(t.containerd, "--config", cfgPath, "--log-level", "debug")
-	cmd.Env = childEnv(ts)
+	cmd.Env = d.daemonEnv(ts)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	ts.Check(cmd.Start())
 	d.containerd = cmd
@@ -500,6 +500,37 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 	// dockerd (20.10 and later) gives every runtime the runc root <exec-root>/runtime-runc.
 	ts.Setenv("DOCKER_RUNC_ROOT", filepath.Join(d.execRoot(), "runtime-runc", "moby"))
 	return d
+}
+
+// daemonEnv is the environment of the script's containerd and dockerd: the script's
+// (childEnv), its PATH changed so that the distribution's containerd folder (that of
+// containerd-shim-runc-v2) comes right after the script's own folder ($WORK/.bin: the runc
+// under test and CRIU), and the folder of the containerd under test
+// (TARDIS_E2E_CONTAINERD) is left out. Docker 20.10 is built for containerd 1.6, which runs
+// the first containerd-shim-runc-v2 on its PATH; 2.x's shim refuses to be started by it
+// ("bootstrap parameters do not match command-line arguments: shim was started through
+// the deprecated API but was built against the new API"). TARDIS_E2E_CONTAINERD is for the
+// containerd and k8s scripts; the runc under test is the same for all.
+func (d *dockerEnv) daemonEnv(ts *testscript.TestScript) []string {
+	own := filepath.Join(ts.Getenv("WORK"), ".bin")
+	distro := filepath.Dir(d.tools.shim)
+	underTest := ""
+	if c := ts.Getenv("CONTAINERD"); c != "" && filepath.Dir(c) != distro {
+		underTest = filepath.Dir(c)
+	}
+	path := []string{own, distro}
+	for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+		if dir != "" && dir != own && dir != distro && dir != underTest {
+			path = append(path, dir)
+		}
+	}
+	env := childEnv(ts)
+	for i, kv := range env {
+		if strings.HasPrefix(kv, "PATH=") {
+			env[i] = "PATH=" + strings.Join(path, string(filepath.ListSeparator))
+		}
+	}
+	return env
 }
 
 func (d *dockerEnv) startDockerd(ts *testscript.TestScript, experimental bool) {
@@ -535,7 +566,7 @@ func (d *dockerEnv) startDockerd(ts *testscript.TestScript, experimental bool) {
 	ts.Check(err)
 	defer logf.Close()
 	cmd := exec.Command(d.tools.dockerd, "--config-file", cfgPath)
-	cmd.Env = childEnv(ts)
+	cmd.Env = d.daemonEnv(ts)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	start := time.Now()
 	ts.Check(cmd.Start())

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/tardis-runtime/tardis/internal/rootfs"
+	tardisrunc "github.com/tardis-runtime/tardis/internal/runc"
 	"github.com/tardis-runtime/tardis/internal/scenario"
 )
 
@@ -59,15 +60,20 @@ import (
 //	conditions [docker] and [podman]: docker.io and podman are installed, for the
 //	scripts that start a dockerd or run podman of their own (e2e_docker_test.go)
 //	$RUNC_VERSION, $CONTAINERD_VERSION  their versions ("1.5.3", "2.4.2")
+//	$RUNC_VERSION_RE  $RUNC_VERSION as a regular expression (1\.1\.5\+ds1)
 //	TARDIS_CONFIG (an empty file), TARDIS_RUNC, TARDIS_CRIU, and TARDIS_STATE_DIR,
 //	TARDIS_CHECKPOINT_ROOT, TARDIS_WORK_DIR, TARDIS_LOG_FILE under $WORK
 //	($WORK/state, $WORK/ckpt, $WORK/work, $WORK/tardis.log).
 //
-// TARDIS_CRIU is the CRIU for runc 1.1, which takes it as `--criu`; for runc 1.2 and
-// later it is empty: those run the `criu` on their PATH (1.4 and later reject `--criu`).
-// PATH leads to the real runc and CRIU (the fake ones of the scenario suite are taken
-// off it). Conditions: [containerd], [containerd2] (containerd 2.x), [runc-criu-option]
-// (runc < 1.2), [cgroup2] (/sys/fs/cgroup is cgroup v2). Everything a script starts
+// TARDIS_CRIU is the CRIU, for every runc, as the README configures tardis: tardis hands
+// it to runc 1.1 as `--criu` and to runc 1.2 and later (which run the `criu` on their
+// PATH; 1.4 and later reject `--criu`) through PATH. PATH leads to the real runc and CRIU
+// too (the fake ones of the scenario suite are taken off it), for the programs that look
+// for `criu` there themselves (containerd 2.x's CRI, a caller's own runc). Conditions: [containerd], [containerd2] (containerd 2.x), [runc-criu-option]
+// (runc < 1.2), [runc-on-default-path] (the runc under test is the one tardis finds on
+// its default PATH when its caller gives none, as Podman's kill and delete do: where it
+// is not, a script must name it in TARDIS_RUNC), [cgroup2] (/sys/fs/cgroup is cgroup
+// v2). Everything a script starts
 // (containers under its runc roots, mounts, containerd and its shims, background
 // programs) is removed at its end, also when it fails.
 func TestE2E(t *testing.T) {
@@ -124,6 +130,21 @@ type e2eTools struct {
 // runc 1.1 does; 1.2 and 1.3 accept and ignore it, 1.4 and later reject it. Those run
 // the `criu` on their PATH.
 func (tl e2eTools) runcTakesCriu() bool { return versionBelow(tl.runcVersion, 1, 2) }
+
+// runcOnDefaultPath says whether the runc under test is the first runc on tardis's
+// default PATH (runc.DefaultPath), the one tardis runs when neither its configuration nor
+// its caller's PATH names another.
+func (tl e2eTools) runcOnDefaultPath() bool {
+	for _, dir := range filepath.SplitList(tardisrunc.DefaultPath) {
+		st, err := os.Stat(filepath.Join(dir, "runc"))
+		if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			continue
+		}
+		under, err := os.Stat(tl.runc)
+		return err == nil && os.SameFile(st, under)
+	}
+	return false
+}
 
 // containerd2 says whether the containerd is 2.x or later (config version 3).
 func (tl e2eTools) containerd2() bool {
@@ -335,16 +356,12 @@ func e2eParams(tl e2eTools) testscript.Params {
 				path = append(path, tl.containerdDir)
 			}
 			path = append(path, realPath())
-			// runc 1.2 and later take CRIU from PATH (the link above), not --criu.
-			tardisCriu := tl.criu
-			if !tl.runcTakesCriu() {
-				tardisCriu = ""
-			}
 			vars := map[string]string{
 				"PATH":                   strings.Join(path, string(filepath.ListSeparator)),
 				"TARDIS":                 tl.tardis,
 				"RUNC":                   tl.runc,
 				"RUNC_VERSION":           tl.runcVersion,
+				"RUNC_VERSION_RE":        regexp.QuoteMeta(tl.runcVersion),
 				"CRIU":                   tl.criu,
 				"BUSYBOX":                tl.busybox,
 				"CONTAINERD":             tl.containerd,
@@ -353,7 +370,7 @@ func e2eParams(tl e2eTools) testscript.Params {
 				"RUNC_ROOT":              filepath.Join(w, "runc"),
 				"TARDIS_CONFIG":          filepath.Join(w, "tardis.toml"),
 				"TARDIS_RUNC":            tl.runc,
-				"TARDIS_CRIU":            tardisCriu,
+				"TARDIS_CRIU":            tl.criu,
 				"TARDIS_STATE_DIR":       filepath.Join(w, "state"),
 				"TARDIS_CHECKPOINT_ROOT": filepath.Join(w, "ckpt"),
 				"TARDIS_WORK_DIR":        filepath.Join(w, "work"),
@@ -379,6 +396,8 @@ func e2eParams(tl e2eTools) testscript.Params {
 				return tl.containerd2(), nil
 			case "runc-criu-option":
 				return tl.runcTakesCriu(), nil
+			case "runc-on-default-path":
+				return tl.runcOnDefaultPath(), nil
 			case "cgroup2":
 				return isCgroup2("/sys/fs/cgroup"), nil
 			}
