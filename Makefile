@@ -29,7 +29,7 @@ test: vet
 # scripts in the cgroup v2 tier (runc latest, and the distro's 1.1, whose restores tardis
 # refuses there), and all of it in a cgroup v2 VM. Each e2e run happens even when an
 # earlier one fails. On the 2-core CI machine: about 13 minutes with everything built,
-# about 20 from a fresh clone, plus any wait for the e2e lock (notes-runtimes.md); fewer
+# about 20 from a fresh clone, plus any wait for the e2e lock (README, "What CI runs"); fewer
 # pairs: `make check E2E_MATRIX='distro:distro latest:2'`.
 check: E2E_DEPS_FLAGS = --with-crictl --with-docker-podman --with-latest
 check: e2e-deps test fuzz
@@ -130,7 +130,7 @@ e2e-cgroup2: e2e-deps build
 # The same suite inside a Debian 13 VM under QEMU, with cgroup v2 (vagrant/vm.sh): the image
 # is built from Debian packages (as root, once; cached in $(BIN)/vm), tardis and the test
 # binary are built here. VM_RUNC=distro is trixie's runc (1.1.15); a version (v1.3.7) is
-# built from the Go module proxy and used in its place. See notes-vm.md.
+# built from the Go module proxy and used in its place. See the README, "The suite in a VM".
 VM_RUNC ?= distro
 e2e:
 	GO=$(GO) TARDIS_VM_RUNC=$(VM_RUNC) vagrant/vm.sh e2e

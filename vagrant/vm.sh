@@ -47,11 +47,11 @@
 #   TARDIS_VM_DIR          cache and run folder (default: bin/vm in the repo; git-ignored)
 #   TARDIS_VM_ACCEL        tcg (default) or kvm, for machines with hardware virtualization
 #                          (this project's machines have a PVM-backed /dev/kvm that cannot
-#                          run Debian's kernels: notes-vm.md)
+#                          run Debian's kernels: README, "The suite in a VM")
 #   TARDIS_VM_TCG_THREAD   single (default: all vCPUs on one host thread) or multi (one
 #                          thread per vCPU: the suite runs ~30% faster, but the guest
 #                          kernel once died of an int3 Oops while patching its own code;
-#                          notes-vm.md)
+#                          README, "The suite in a VM")
 #   TARDIS_VM_CPU          QEMU -cpu model (default: max with tcg, host with kvm)
 #   TARDIS_VM_SMP          vCPUs (default 2)
 #   TARDIS_VM_MEM          memory in MiB (default 2048; the suite uses at most ~400)
@@ -63,10 +63,9 @@
 #   TARDIS_VM_REBUILD=1    build the image again even if a cached one matches
 #   TARDIS_VM_RUNC         distro (default: trixie's runc 1.1.15) or a runc version (e.g.
 #                          v1.3.7) built static here from the Go module proxy and copied
-#                          over /usr/sbin/runc in the VM. runc < 1.2 on cgroup v2 cannot
-#                          checkpoint a container restored under another cgroup path;
-#                          runc >= 1.4 rejects the --criu that the suite gives tardis;
-#                          1.2 and 1.3 ignore it (notes-vm.md)
+#                          over /usr/sbin/runc in the VM. With runc < 1.2 on cgroup v2
+#                          tardis refuses restores (README, "Runtimes, versions,
+#                          platforms"), and the scripts that restore skip
 #   TARDIS_VM_EXTRA        a folder copied into the VM as /payload/extra (e.g. other
 #                          runc builds to try with `vm.sh exec`)
 #   TARDIS_CRICTL_VERSION  crictl for the k8s scripts (default v1.37.0, as install.sh)
