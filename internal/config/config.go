@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/tardis-runtime/tardis/internal/fsys"
 
 	"github.com/tardis-runtime/tardis/internal/gpu"
+	"github.com/tardis-runtime/tardis/internal/optin"
 )
 
 // DefaultPath is read when TARDIS_CONFIG is not set; a missing file there means defaults.
@@ -264,7 +264,7 @@ func (c *Config) check() error {
 	if c.SigningKey != "" && !filepath.IsAbs(c.SigningKey) {
 		errs = append(errs, fmt.Errorf("config: signing_key %q is not an absolute path", c.SigningKey))
 	}
-	if !safeTenant.MatchString(c.Tenant) || strings.Contains(c.Tenant, "..") || len(c.Tenant) > 64 {
+	if optin.CheckName(c.Tenant) != nil || len(c.Tenant) > 64 {
 		errs = append(errs, fmt.Errorf("config: tenant %q is not a safe name (letters, digits, _ . -; at most 64)", c.Tenant))
 	}
 	errs = append(errs, checkArgs("checkpoint_args", c.CheckpointArgs, checkpointArgs),
@@ -279,8 +279,6 @@ func (c *Config) check() error {
 	}
 	return errors.Join(errs...)
 }
-
-var safeTenant = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // The runc options a node may add to the checkpoints and restores tardis runs, and whether
 // each takes a value. Everything else is refused, because tardis sets it itself (image and

@@ -101,6 +101,9 @@ func TestLoadErrorsStillGiveDefaults(t *testing.T) {
 		"gpu safety under 1": {env: map[string]string{"TARDIS_GPU_SAFETY": "0.5"}, msg: "gpu.safety 0.5"},
 		"bad gpu env":        {env: map[string]string{"TARDIS_GPU_LOCK_TIMEOUT": "soon"}, msg: "TARDIS_GPU_LOCK_TIMEOUT"},
 		"relative tool path": {file: `cuda_checkpoint = "bin/cuda-checkpoint"`, msg: "neither an absolute path nor a name on PATH"},
+		"tenant climbs out":  {file: `tenant = "../etc"`, msg: `tenant "../etc" is not a safe name`},
+		"tenant with slash":  {file: `tenant = "a/b"`, msg: `tenant "a/b" is not a safe name`},
+		"tenant too long":    {file: `tenant = "` + strings.Repeat("t", 65) + `"`, msg: "at most 64"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			fs := fsystest.Files{}

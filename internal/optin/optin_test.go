@@ -157,3 +157,17 @@ func TestResolveHost(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckName(t *testing.T) {
+	for _, ok := range []string{"a", "Z9", "db_store-0_counter", "k8s-default", "a.b", "x-", "9"} {
+		if err := CheckName(ok); err != nil {
+			t.Errorf("CheckName(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "a..b", "-a", "_a", ".a", "a/b", "a b", "a\x00", "é", "a\n",
+		strings.Repeat("a", MaxName+1)} {
+		if CheckName(bad) == nil {
+			t.Errorf("CheckName(%q) = nil, want an error", bad)
+		}
+	}
+}

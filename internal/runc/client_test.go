@@ -16,14 +16,19 @@ func TestParseVersion(t *testing.T) {
 		"runc version 1.1.5+ds1\ncommit: 1.1.5+ds1-1+deb12u1\nspec: 1.0.2-dev\n": {Major: 1, Minor: 1, Patch: 5},
 		"runc version 1.5.3\ncommit: v1.5.3-0-g1\n":                              {Major: 1, Minor: 5, Patch: 3},
 		"runc version 1.2.0-rc.1\n":                                              {Major: 1, Minor: 2},
+		"runc version v1.3.7\n":                                                  {Major: 1, Minor: 3, Patch: 7},
+		"runc version 1.12\n":                                                    {Major: 1, Minor: 12},
+		"runc version 2.0.10-dev":                                                {Major: 2, Patch: 10},
 	} {
 		v, err := ParseVersion(out)
 		if err != nil || v.Major != want.Major || v.Minor != want.Minor || v.Patch != want.Patch {
 			t.Errorf("ParseVersion(%q) = %+v, %v", out, v, err)
 		}
 	}
-	if _, err := ParseVersion("flag provided but not defined"); err == nil {
-		t.Error("no version accepted")
+	for _, out := range []string{"flag provided but not defined", "runc version 1\n", "runc version x.2\n", "runc version .1.2", ""} {
+		if v, err := ParseVersion(out); err == nil {
+			t.Errorf("ParseVersion(%q) = %+v, want an error", out, v)
+		}
 	}
 	v11, v13, v15 := Version{Major: 1, Minor: 1}, Version{Major: 1, Minor: 3}, Version{Major: 1, Minor: 5}
 	if !v11.HonoursCriuFlag() || v13.HonoursCriuFlag() || !v13.AcceptsCriuFlag() || v15.AcceptsCriuFlag() {

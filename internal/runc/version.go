@@ -2,8 +2,8 @@ package runc
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
+	"strings"
 )
 
 // Version is runc's version. What each runc accepts is decided here and nowhere else:
@@ -16,21 +16,31 @@ type Version struct {
 	Text                string // the first line of `runc --version`
 }
 
-var versionRE = regexp.MustCompile(`runc version v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?`)
-
 // ParseVersion reads `runc --version` ("runc version 1.1.5+ds1\ncommit: ...").
 func ParseVersion(out string) (Version, error) {
-	m := versionRE.FindStringSubmatch(out)
-	if m == nil {
+	_, rest, ok := strings.Cut(out, "runc version ")
+	rest = strings.TrimPrefix(rest, "v")
+	var n [3]int
+	var found int
+	for found < 3 {
+		d := 0
+		for d < len(rest) && '0' <= rest[d] && rest[d] <= '9' {
+			d++
+		}
+		if d == 0 {
+			break
+		}
+		n[found], _ = strconv.Atoi(rest[:d])
+		found++
+		if len(rest) == d || rest[d] != '.' {
+			break
+		}
+		rest = rest[d+1:]
+	}
+	if !ok || found < 2 {
 		return Version{}, fmt.Errorf("runc --version: no version in %q", firstLine(out))
 	}
-	v := Version{Text: firstLine(out)}
-	v.Major, _ = strconv.Atoi(m[1])
-	v.Minor, _ = strconv.Atoi(m[2])
-	if m[3] != "" {
-		v.Patch, _ = strconv.Atoi(m[3])
-	}
-	return v, nil
+	return Version{Major: n[0], Minor: n[1], Patch: n[2], Text: firstLine(out)}, nil
 }
 
 func firstLine(s string) string {

@@ -569,6 +569,13 @@ func TestClassify(t *testing.T) {
 		{".claimed-../x-" + st, fs.ModeSymlink, NameUnknown, ""},
 		{"ckpt-nonsense", fs.ModeDir, NameUnknown, ""},
 		{"ckpt-" + st + "x", fs.ModeDir, NameUnknown, ""},
+		{"ckpt-20250102T030405.123456789Z-ABCD0123", fs.ModeDir, NameUnknown, ""}, // upper-case hex: not ours
+		{"ckpt-20250102T030405.123456789Z-abcd012g", fs.ModeDir, NameUnknown, ""},
+		{"ckpt-20250102T030405.123456789Z_abcd0123", fs.ModeDir, NameUnknown, ""},
+		{"ckpt-20251302T030405.123456789Z-abcd0123", fs.ModeDir, NameUnknown, ""}, // month 13
+		{"ckpt-2025010xT030405.123456789Z-abcd0123", fs.ModeDir, NameUnknown, ""},
+		{"ckpt-20250102T030405.12345678Z-abcd01234", fs.ModeDir, NameUnknown, ""}, // 8 fraction digits
+		{"ckpt-" + newStamp(), fs.ModeDir, NameCheckpoint, ""},
 		{"stray", 0, NameUnknown, ""},
 	} {
 		n := Classify(tt.name, tt.typ)
