@@ -37,6 +37,10 @@ import (
 //	          ended if CRIU left it alive): a complete dump is never thrown away.
 //	files     the changes in its writable layer
 //	publish   the manifest, synced, made current atomically
+//
+// From begin to publish the disk writes the checkpoint while it is being written
+// (store.Pending.StartWriteback), so that the dump and the disk overlap; publish's fsync
+// is what makes it durable.
 type checkpointTx struct {
 	a   *app
 	sf  *state.File
@@ -48,9 +52,11 @@ type checkpointTx struct {
 	work    string
 	journal *node.Journal
 	pending *store.Pending
-	gone    bool // the container's processes are gone (runc checkpoint ended them)
-	stats   *rootfs.Stats
-	timings map[string]float64
+	// stopWriteback ends the pending checkpoint's background writeback (nil before begin).
+	stopWriteback func()
+	gone          bool // the container's processes are gone (runc checkpoint ended them)
+	stats         *rootfs.Stats
+	timings       map[string]float64
 
 	fileBytes int64           // the writable layer's changes
 	cuda      []gpu.Process   // the container's CUDA processes
@@ -111,6 +117,7 @@ func (t *checkpointTx) begin() error {
 	}
 	p.Crash = t.a.env.Crash
 	t.pending = p
+	t.stopWriteback = p.StartWriteback(store.WritebackEvery)
 	if t.work, err = t.a.paths.NewOp(t.r, node.OpCheckpoint); err != nil {
 		return err
 	}
@@ -207,6 +214,7 @@ func (t *checkpointTx) files() error {
 
 func (t *checkpointTx) publish(start time.Time) error {
 	a := t.a
+	t.stopWriteback()
 	dumpStats, err := criuimg.ReadDumpStats(t.work) // CRIU writes stats-dump to the work path
 	if err != nil {
 		dumpStats = nil // CRIU's statistics are informative only
@@ -255,6 +263,7 @@ func (t *checkpointTx) rollback(err error) bool {
 	}
 	var cleanup []error
 	if t.pending != nil {
+		t.stopWriteback()
 		if derr := t.pending.Discard(); derr != nil {
 			cleanup = append(cleanup, derr)
 		}
