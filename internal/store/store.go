@@ -570,10 +570,7 @@ func syncTree(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	for _, p := range files {
-		if f, err := os.Open(p); err == nil {
-			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE) // a hint only
-			f.Close()
-		}
+		hintWriteback(p) // all of them on their way to the disk before the first fsync waits
 	}
 	for _, p := range append(files, dirs...) {
 		if err := syncPath(p); err != nil {

@@ -50,18 +50,23 @@ var syncFileRange = unix.SyncFileRange
 
 // writeback requests writeback of every regular file under dir. Errors are ignored: it is
 // a hint, and a file that vanished or cannot be opened is simply not hinted. The directory
-// is tardis's own (Begin made it 0700), and nothing is followed through a link.
+// is tardis's own (Begin made it 0700).
 func writeback(dir string) {
 	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return nil
+		if err == nil && d.Type().IsRegular() {
+			hintWriteback(path)
 		}
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil
-		}
-		_ = syncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-		unix.Close(fd)
 		return nil
 	})
+}
+
+// hintWriteback asks the kernel to start writing the file's dirty pages, without waiting
+// for the disk; nothing is followed through a link.
+func hintWriteback(path string) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	_ = syncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	unix.Close(fd)
 }
