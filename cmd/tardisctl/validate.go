@@ -104,24 +104,11 @@ func runValidate(c *cli, opts any, args []string) error {
 	return nil
 }
 
-// gpuFits is a restore's GPU check: CUDA state needs GPU support on and this node's GPUs
-// (which it returns, when asked) able to take it.
+// gpuFits is a restore's GPU check (gpu.GPU.Fits), under the validation deadline.
 func (c *cli) gpuFits(rec *gpu.Checkpoint) (*gpu.Node, error) {
-	if rec == nil || len(rec.Processes) == 0 {
-		return nil, nil
-	}
-	g := gpu.New(c.cfg.Config)
-	if !g.Enabled() {
-		return nil, fmt.Errorf("gpu: the checkpoint holds the CUDA state of %d processes, this node cannot resume it: %w",
-			len(rec.Processes), gpu.ErrDisabled)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeouts.Validate.Duration)
 	defer cancel()
-	n, err := g.Node(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("this node's GPUs: %w", err)
-	}
-	return n, n.Fits(rec)
+	return gpu.New(c.cfg.Config).Fits(ctx, rec)
 }
 
 // checkOf names the check that refused a checkpoint, from its error.

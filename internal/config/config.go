@@ -21,22 +21,9 @@ import (
 // DefaultPath is read when TARDIS_CONFIG is not set; a missing file there means defaults.
 const DefaultPath = "/etc/tardis/config.toml"
 
-// Duration is a time.Duration written as "30s", "2m" in the file and the environment.
-type Duration struct{ time.Duration }
-
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	if v <= 0 {
-		return fmt.Errorf("duration %q must be positive", b)
-	}
-	d.Duration = v
-	return nil
-}
-
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// Duration is a positive time.Duration written as "30s", "2m" in the file and the
+// environment: the GPU settings' type, one for every timeout.
+type Duration = gpu.Duration
 
 // Age is a duration that may be zero ("off") and may be given in days ("7d").
 type Age struct{ time.Duration }
@@ -133,11 +120,11 @@ func Default() Config {
 		Tenant:           "default",
 		CheckpointExpiry: Age{7 * 24 * time.Hour},
 		Timeouts: Timeouts{
-			Checkpoint: Duration{2 * time.Minute},
-			Restore:    Duration{2 * time.Minute},
-			Validate:   Duration{10 * time.Second},
-			NetworkFS:  Duration{5 * time.Second},
-			Lock:       Duration{30 * time.Second},
+			Checkpoint: Duration{Duration: 2 * time.Minute},
+			Restore:    Duration{Duration: 2 * time.Minute},
+			Validate:   Duration{Duration: 10 * time.Second},
+			NetworkFS:  Duration{Duration: 5 * time.Second},
+			Lock:       Duration{Duration: 30 * time.Second},
 		},
 		Config: gpu.DefaultConfig(),
 	}

@@ -42,8 +42,8 @@ restore = "45s"
 	want.CheckpointRoot = "/other"
 	want.CheckpointOn = []string{"SIGINT", "SIGTERM"}
 	want.CheckpointArgs = []string{"--tcp-established"}
-	want.Timeouts.Restore = Duration{45 * time.Second}
-	want.Timeouts.Lock = Duration{3 * time.Second}
+	want.Timeouts.Restore = Duration{Duration: 45 * time.Second}
+	want.Timeouts.Lock = Duration{Duration: 3 * time.Second}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("config differs (-want +got):\n%s", diff)
 	}

@@ -111,6 +111,25 @@ func major(version string) string {
 
 func mib(b uint64) string { return strconv.FormatUint(b>>20, 10) + " MiB" }
 
+// Fits is a restore's GPU check: a checkpoint with CUDA state needs GPU support on and this
+// node's GPUs (returned, once read) able to take it: another driver branch, another model,
+// fewer GPUs or too little free memory is an error saying so. A checkpoint without CUDA
+// state always fits.
+func (g *GPU) Fits(ctx context.Context, rec *Checkpoint) (*Node, error) {
+	if rec == nil || len(rec.Processes) == 0 {
+		return nil, nil
+	}
+	if !g.Enabled() {
+		return nil, fmt.Errorf("gpu: the checkpoint holds the CUDA state of %d processes, this node cannot resume it: %w",
+			len(rec.Processes), ErrDisabled)
+	}
+	n, err := g.Node(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("this node's GPUs: %w", err)
+	}
+	return n, n.Fits(rec)
+}
+
 // Node asks nvidia-smi for the node's driver and GPUs.
 func (g *GPU) Node(ctx context.Context) (*Node, error) {
 	rows, err := g.smi(ctx, "--query-gpu=index,name,memory.total,memory.free,driver_version", 5)

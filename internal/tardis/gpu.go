@@ -73,23 +73,10 @@ func (a *app) findCUDA(r Runc, id string) ([]gpu.Process, error) {
 	return a.gpu().Find(a.ctx, pids)
 }
 
-// gpuFits says why this node cannot take a checkpoint's CUDA state: GPU support is off, its
-// GPUs cannot be read, or they do not fit it (another driver branch, another model, fewer
-// GPUs, too little free memory).
+// gpuFits says why this node cannot take a checkpoint's CUDA state (gpu.GPU.Fits).
 func (a *app) gpuFits(ctx context.Context, rec *gpu.Checkpoint) error {
-	if rec == nil || len(rec.Processes) == 0 {
-		return nil
-	}
-	g := a.gpu()
-	if !g.Enabled() {
-		return fmt.Errorf("gpu: the checkpoint holds the CUDA state of %d processes, this node cannot resume it: %w",
-			len(rec.Processes), gpu.ErrDisabled)
-	}
-	n, err := g.Node(ctx)
-	if err != nil {
-		return fmt.Errorf("this node's GPUs: %w", err)
-	}
-	return n.Fits(rec)
+	_, err := a.gpu().Fits(ctx, rec)
+	return err
 }
 
 // wake brings back what a checkpoint left of a container that lives on (the checkpoint
