@@ -142,12 +142,11 @@ func Resolve(b *bundle.Bundle, id, root string, p Policy) (Settings, error) {
 	}
 	if nfs != "" {
 		m, err := parseMount(nfs)
-		switch {
-		case err != nil:
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%w: networkfs %q: %w", ErrUnusable, nfs, err))
-		case allowed(m.Host, p.NetworkFSRoots) != nil:
-			errs = append(errs, fmt.Errorf("networkfs %q: %w", nfs, allowed(m.Host, p.NetworkFSRoots)))
-		default:
+		} else if err := allowed(m.Host, p.NetworkFSRoots); err != nil {
+			errs = append(errs, fmt.Errorf("networkfs %q: %w", nfs, err))
+		} else {
 			st.NetworkFS = m
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -200,9 +199,6 @@ func openDir(rootfd int, rel string) (int, error) {
 // batchSize and batchBytes bound a batch: the entries planned (their
 // journal lines synced together) before any of them is performed.
 var batchSize, batchBytes = 512, 16 << 20
-
-// applyWorkers is the number of goroutines making files, symlinks and fifos.
-var applyWorkers = func() int { return min(max(runtime.GOMAXPROCS(0), 2), 8) }
 
 // kind is what the archive last put at a path.
 type kind uint8
@@ -425,7 +421,7 @@ func (w *workers) stop() {
 // with workers. It returns once the workers are finished, so that a
 // rollback never runs concurrently with them.
 func (a *applier) run(ar *arReader) error {
-	a.work.start(applyWorkers(), func(s *step) error {
+	a.work.start(workerCount(), func(s *step) error {
 		if err := a.entry(s, s.dir, false); err != nil {
 			return fmt.Errorf("entry %q: %w", s.name, err)
 		}

@@ -255,7 +255,7 @@ func chmodAt(dirfd int, name string, mode uint32) error {
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		return unix.ELOOP
 	}
-	return unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode)
+	return unix.Chmod(procFD(fd), mode)
 }
 
 // openDirAt opens dirfd/name as a directory for reading, refusing symlinks.

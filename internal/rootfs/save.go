@@ -354,8 +354,9 @@ type scanner struct {
 	stopped atomic.Bool
 }
 
-// scanWorkers is the number of goroutines doing the per-file system calls.
-var scanWorkers = func() int { return min(max(runtime.GOMAXPROCS(0), 2), 8) }
+// workerCount is the number of goroutines doing per-file system calls (saving and applying):
+// both cores of a small node, at most 8.
+func workerCount() int { return min(max(runtime.GOMAXPROCS(0), 2), 8) }
 
 // scanUpper walks upper, calling consume for each entry in archive order,
 // and returns the first error: consume's, or that of the first entry (in
@@ -371,7 +372,7 @@ func scanUpper(upper string, read bool, consume func(*scanItem) error) error {
 		jobs: make(chan *scanChunk, 6), stop: make(chan struct{})}
 	root := newDirRef(f)
 	var wg sync.WaitGroup
-	for range scanWorkers() {
+	for range workerCount() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
