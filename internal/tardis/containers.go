@@ -28,12 +28,16 @@ func (a *app) removeContainer(root, id string) error {
 	r := a.inRoot(root)
 	ctx, cancel := a.bounded(statusTimeout)
 	defer cancel()
-	if _, err := r.State(ctx, id); errors.Is(err, runc.ErrNotExist) {
-		// runc does not know it: nothing for runc delete to do.
-	} else if err := r.Delete(ctx, id, true); err != nil {
-		errs = append(errs, fmt.Errorf("remove half-restored container: %w", err))
+	_, err := r.State(ctx, id)
+	gone := errors.Is(err, runc.ErrNotExist) // runc does not know it: nothing for runc delete to do
+	if !gone {
+		if err := r.Delete(ctx, id, true); err != nil {
+			errs = append(errs, fmt.Errorf("remove half-restored container: %w", err))
+		}
+		_, err := r.State(ctx, id)
+		gone = errors.Is(err, runc.ErrNotExist)
 	}
-	if _, err := r.State(ctx, id); errors.Is(err, runc.ErrNotExist) {
+	if gone {
 		if _, serr := os.Lstat(dir); serr == nil {
 			if err := unmountUnder(dir); err != nil {
 				errs = append(errs, err)

@@ -115,10 +115,3 @@ func (a *app) wake(r Runc, id string, cuda []int, rec *gpu.Checkpoint) error {
 	}
 	return nil
 }
-
-// stateIn is runc's state of a container under r.
-func (a *app) stateIn(r Runc, id string) (*runc.State, error) {
-	ctx, cancel := a.bounded(statusTimeout)
-	defer cancel()
-	return r.State(ctx, id)
-}

@@ -322,10 +322,13 @@ func (a *app) bounded(d time.Duration) (context.Context, context.CancelFunc) {
 }
 
 // state is runc's state of a container; runc.ErrNotExist when runc does not know it.
-func (a *app) state(id string) (*runc.State, error) {
+func (a *app) state(id string) (*runc.State, error) { return a.stateIn(a.runc, id) }
+
+// stateIn is runc's state of a container under r.
+func (a *app) stateIn(r Runc, id string) (*runc.State, error) {
 	ctx, cancel := a.bounded(statusTimeout)
 	defer cancel()
-	return a.runc.State(ctx, id)
+	return r.State(ctx, id)
 }
 
 // thisNode describes this machine for a manifest or a restore's compatibility check.
