@@ -88,7 +88,6 @@ func versionOf(m *Manifest) int {
 const maxManifest = 16 << 20
 
 func writeManifest(p string, m *Manifest) error {
-	m.Version = versionOf(m)
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
