@@ -45,11 +45,8 @@ func (a *app) create() int {
 		}
 		return a.passThrough()
 	}
-	sf := &state.File{ID: id, Root: a.root(), Bundle: dir, Key: st.Key, KeySource: st.KeySource, Tenant: st.Tenant,
-		Rootfs: st.Rootfs, NetworkFS: st.NetworkFS.String(), Identity: &st.Identity,
-		Started: state.StartedCreated, Created: time.Now().UTC()}
+	sf := a.newStateFile(id, dir, st, stErr, state.StartedCreated)
 	if stErr != nil {
-		sf.Key, sf.Fallback = "", stErr.Error()
 		a.writeState(sf)
 		msg := "opted in with an unusable setting; creating the container as plain runc would"
 		if errors.Is(stErr, optin.ErrNotAllowed) {
@@ -194,12 +191,18 @@ func (a *app) clientRestore() int {
 	if _, err := a.state(id); !errors.Is(err, runc.ErrNotExist) {
 		return a.passThrough() // runc refuses to restore over a container it knows
 	}
+	a.writeState(a.newStateFile(id, dir, st, stErr, state.StartedClient))
+	return a.passThrough()
+}
+
+// newStateFile is the state file of an opted-in container of bundle dir, as its spec
+// resolved: with an unusable or refused setting (stErr), it has no key and says why.
+func (a *app) newStateFile(id, dir string, st optin.Settings, stErr error, started string) *state.File {
 	sf := &state.File{ID: id, Root: a.root(), Bundle: dir, Key: st.Key, KeySource: st.KeySource, Tenant: st.Tenant,
 		Rootfs: st.Rootfs, NetworkFS: st.NetworkFS.String(), Identity: &st.Identity,
-		Started: state.StartedClient, Created: time.Now().UTC()}
+		Started: started, Created: time.Now().UTC()}
 	if stErr != nil {
 		sf.Key, sf.Fallback = "", stErr.Error()
 	}
-	a.writeState(sf)
-	return a.passThrough()
+	return sf
 }
