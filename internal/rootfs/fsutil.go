@@ -449,19 +449,8 @@ func copySparse(dst, src *os.File, off, size int64) error {
 	if err := dst.Truncate(size); err != nil {
 		return err
 	}
-	buf := make([]byte, 1<<20)
-	for _, r := range regions {
-		for p, end := r.off, r.off+r.len; p < end; {
-			b := buf[:min(int64(len(buf)), end-p)]
-			n, err := preadFull(int(src.Fd()), b, p)
-			if err != nil {
-				return fmt.Errorf("reading backup: %w", err)
-			}
-			if err := pwriteFull(int(dst.Fd()), b[:n], p-off); err != nil {
-				return err
-			}
-			p += int64(n)
-		}
+	if err := copyRanges(dst, src, -off, regions); err != nil {
+		return fmt.Errorf("copying from backup: %w", err)
 	}
 	return nil
 }
