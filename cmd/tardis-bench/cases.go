@@ -28,7 +28,28 @@ func (b *bench) makeBundle(dir string, ann map[string]string, overlay bool, args
 	if _, err := b.run(b.runc, "spec", "--bundle", dir); err != nil {
 		return err
 	}
-	p := filepath.Join(dir, "config.json")
+	err := editSpec(dir, func(spec map[string]any) {
+		proc := spec["process"].(map[string]any)
+		proc["terminal"] = false
+		proc["args"] = args
+		proc["env"] = []string{"PATH=/bin"}
+		spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
+		if len(ann) > 0 {
+			spec["annotations"] = ann
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if overlay {
+		return os.MkdirAll(filepath.Join(dir, "rootfs"), 0o755)
+	}
+	return linkTree(b.path("lower"), filepath.Join(dir, "rootfs"))
+}
+
+// editSpec rewrites a bundle's config.json through f.
+func editSpec(bundle string, f func(spec map[string]any)) error {
+	p := filepath.Join(bundle, "config.json")
 	raw, err := os.ReadFile(p)
 	if err != nil {
 		return err
@@ -37,25 +58,12 @@ func (b *bench) makeBundle(dir string, ann map[string]string, overlay bool, args
 	if err := json.Unmarshal(raw, &spec); err != nil {
 		return err
 	}
-	proc := spec["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = args
-	proc["env"] = []string{"PATH=/bin"}
-	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
-	if len(ann) > 0 {
-		spec["annotations"] = ann
-	}
+	f(spec)
 	out, err := json.MarshalIndent(spec, "", "\t")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(p, out, 0o644); err != nil {
-		return err
-	}
-	if overlay {
-		return os.MkdirAll(filepath.Join(dir, "rootfs"), 0o755)
-	}
-	return linkTree(b.path("lower"), filepath.Join(dir, "rootfs"))
+	return os.WriteFile(p, out, 0o644)
 }
 
 func optedIn(key string) map[string]string {

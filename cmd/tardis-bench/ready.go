@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -69,25 +68,6 @@ func (b *bench) pythonReady(res *results, o options) error {
 	g.compare("restore", "fresh start", 0)
 	g.Extra["python"] = python + " (host /usr bind-mounted read-only into a busybox rootfs)"
 	return b.readyRounds(g, o, bundle, key, "py")
-}
-
-// editSpec rewrites a bundle's config.json through f.
-func editSpec(bundle string, f func(spec map[string]any)) error {
-	p := filepath.Join(bundle, "config.json")
-	raw, err := os.ReadFile(p)
-	if err != nil {
-		return err
-	}
-	var spec map[string]any
-	if err := json.Unmarshal(raw, &spec); err != nil {
-		return err
-	}
-	f(spec)
-	out, err := json.MarshalIndent(spec, "", "\t")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(p, out, 0o644)
 }
 
 // warmPy is the application of pythonReady. Its timings go to stderr (the run's
