@@ -4,6 +4,8 @@ import (
 	"encoding/xml"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -87,6 +89,29 @@ func TestCallArgs(t *testing.T) {
 	got := callArgs("--root /x/runc/k8s.io --log /x/log.json --log-format json --systemd-cgroup kill --all abc 9")
 	if got != "kill --all abc 9" {
 		t.Errorf("callArgs = %q", got)
+	}
+}
+
+// The recorder's log is read on from where the last read ended; lines that are not calls
+// are skipped, and a log not yet written has no calls.
+func TestReadCalls(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "calls.log")
+	if calls, off := readCalls(p, 7); calls != nil || off != 7 {
+		t.Errorf("missing log: %v, %d", calls, off)
+	}
+	first := "1000 42 --root /r state c1\n"
+	if err := os.WriteFile(p, []byte(first+"garbage\n2000 43 kill c1 9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	calls, off := readCalls(p, 0)
+	if len(calls) != 2 || calls[0].pid != 42 || calls[0].args != "--root /r state c1" || calls[1].at.UnixNano() != 2000 {
+		t.Errorf("calls = %+v", calls)
+	}
+	if st, _ := os.Stat(p); off != st.Size() {
+		t.Errorf("offset %d, file %d bytes", off, st.Size())
+	}
+	if calls, off2 := readCalls(p, int64(len(first))); len(calls) != 1 || calls[0].pid != 43 || off2 != off {
+		t.Errorf("from %d: %+v, %d", len(first), calls, off2)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -493,33 +494,42 @@ type call struct {
 }
 
 func readCalls(path string, from int64) ([]call, int64) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, from
-	}
-	defer f.Close()
-	if _, err := f.Seek(from, 0); err != nil {
-		return nil, from
-	}
 	var out []call
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<16), 1<<20)
-	var n int64 = from
-	for sc.Scan() {
-		line := sc.Text()
-		n += int64(len(line)) + 1
+	n := linesFrom(path, from, 1<<20, func(line string) {
 		f := strings.SplitN(line, " ", 3)
 		if len(f) < 3 {
-			continue
+			return
 		}
 		ns, err1 := strconv.ParseInt(f[0], 10, 64)
 		pid, err2 := strconv.Atoi(f[1])
 		if err1 != nil || err2 != nil {
-			continue
+			return
 		}
 		out = append(out, call{time.Unix(0, ns), pid, f[2]})
-	}
+	})
 	return out, n
+}
+
+// linesFrom calls each with every line of path from offset from on (lines of up to max
+// bytes) and returns the offset after the last line read; a file it cannot read has none.
+func linesFrom(path string, from int64, max int, each func(line string)) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return from
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return from
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<16), max)
+	n := from
+	for sc.Scan() {
+		line := sc.Text()
+		n += int64(len(line)) + 1
+		each(line)
+	}
+	return n
 }
 
 // callArgs drops runc's global options from a call (--root, --log, --log-format,
@@ -849,30 +859,19 @@ var cdErr = regexp.MustCompile(`error="((?:[^"\\]|\\.)*)"`)
 // containerdLines are containerd's log lines from offset on about the container (or its
 // pod) that say what the CRI plugin and the shim did to it.
 func containerdLines(path string, from int64, cid, podID string) []cdLine {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	if _, err := f.Seek(from, 0); err != nil {
-		return nil
-	}
 	interesting := regexp.MustCompile(`StopContainer|Stop container|Kill container|with signal|TaskExit|Skipping|timed out|failed|error|deadline|RemoveContainer`)
 	var out []cdLine
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<16), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	linesFrom(path, from, 1<<20, func(line string) {
 		if !strings.Contains(line, cid) && !strings.Contains(line, cid[:12]) {
-			continue
+			return
 		}
 		m, t := cdMsg.FindStringSubmatch(line), cdTime.FindStringSubmatch(line)
 		if m == nil || t == nil || !interesting.MatchString(line) {
-			continue
+			return
 		}
 		at, err := time.Parse(time.RFC3339Nano, t[1])
 		if err != nil {
-			continue
+			return
 		}
 		msg := strings.ReplaceAll(m[1], `\"`, `"`)
 		msg = strings.ReplaceAll(msg, cid, "CID")
@@ -886,31 +885,20 @@ func containerdLines(path string, from int64, cid, podID string) []cdLine {
 			msg = msg[:197] + "..."
 		}
 		out = append(out, cdLine{at, msg})
-	}
+	})
 	return out
 }
 
 // tardisLines are tardis.log's lines from offset on about the container, shortened.
 func tardisLines(path string, from int64, cid string) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	if _, err := f.Seek(from, 0); err != nil {
-		return nil
-	}
 	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<16), 1<<22)
-	for sc.Scan() {
-		line := sc.Text()
+	linesFrom(path, from, 1<<22, func(line string) {
 		if !strings.Contains(line, cid) {
-			continue
+			return
 		}
 		var v map[string]any
 		if json.Unmarshal([]byte(line), &v) != nil {
-			continue
+			return
 		}
 		s := fmt.Sprintf("%v %v %v: %v", v["time"], v["op"], v["level"], v["msg"])
 		if e, ok := v["error"]; ok {
@@ -924,7 +912,7 @@ func tardisLines(path string, from int64, cid string) []string {
 			s = s[:1197] + "..."
 		}
 		out = append(out, s)
-	}
+	})
 	return out
 }
 
