@@ -151,7 +151,7 @@ func Main(env Env) int {
 		policy: optin.Policy{NetworkFSRoots: cfg.NetworkFSRoots, Tenant: cfg.Tenant, TenantByRoot: cfg.TenantByRunc},
 	}
 	var key []byte
-	if cfgErr == nil && cfg.SigningKey != "" && (intercepted[inv.Command] || env.Getenv(backgroundEnv) != "") {
+	if cfgErr == nil && cfg.SigningKey != "" && (handlers[inv.Command] != nil || env.Getenv(backgroundEnv) != "") {
 		// Read only where a checkpoint may be written or read: a pass-through pays nothing.
 		key, cfgErr = store.ReadSigningKey(cfg.SigningKey)
 	}
@@ -183,24 +183,18 @@ func Main(env Env) int {
 			"args", strings.Join(args, " "))
 		return a.passThrough()
 	}
-	switch inv.Command {
-	case "create", "run":
-		return a.create()
-	case "start":
-		return a.start()
-	case "kill":
-		return a.kill()
-	case "delete":
-		return a.delete()
-	case "restore":
-		return a.clientRestore()
+	if h := handlers[inv.Command]; h != nil {
+		return h(a)
 	}
 	return a.passThrough()
 }
 
-// intercepted are the commands tardis may handle itself (for an opted-in container); every
+// handlers are the commands tardis may handle itself (for an opted-in container); every
 // other command is runc's, passed through.
-var intercepted = map[string]bool{"create": true, "run": true, "start": true, "kill": true, "delete": true, "restore": true}
+var handlers = map[string]func(*app) int{
+	"create": (*app).create, "run": (*app).create, "start": (*app).start,
+	"kill": (*app).kill, "delete": (*app).delete, "restore": (*app).clientRestore,
+}
 
 // realRunc finds the real runc and gives it the caller's global options.
 func (a *app) realRunc() (Runc, error) {
