@@ -408,6 +408,20 @@ run_vm() {
 
 cmd=${1:-}
 [[ $# -gt 0 ]] && shift
+# failed_tails LOG: the last 40 lines of each failed script's output in LOG (go test -v),
+# printed last so that a CI log cut to its end still says why.
+failed_tails() {
+	local name
+	sed -n 's/^ \{4\}--- FAIL: \([^ ]*\) .*/\1/p' "$1" | while read -r name; do
+		echo "tardis-vm: the end of $name's output:"
+		awk -v want="=== NAME  $name" '
+			$0 == want { n = 0; on = 1; next }
+			on && /^(=== |    --- )/ { on = 0 }
+			on { buf[n++] = $0 }
+			END { for (i = (n > 40 ? n - 40 : 0); i < n; i++) print buf[i] }' "$1"
+	done
+}
+
 case $cmd in
 deps)
 	host_deps image
@@ -433,6 +447,7 @@ exit \$rc"
 	log "suite status $VM_STATUS after $((SECONDS - t0)) s; log: $VM_DIR/last/e2e.log"
 	if [[ -s $VM_DIR/last/e2e.log ]]; then
 		grep -E '^ {4}--- (PASS|FAIL|SKIP)' "$VM_DIR/last/e2e.log" | sed 's/^ *//' >&2 || true
+		failed_tails "$VM_DIR/last/e2e.log" >&2
 	fi
 	exit "$VM_STATUS"
 	;;
