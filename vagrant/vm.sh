@@ -406,8 +406,6 @@ run_vm() {
 	rm -rf "$run"
 }
 
-cmd=${1:-}
-[[ $# -gt 0 ]] && shift
 # failed_tails LOG: the last 40 lines of each failed script's output in LOG (go test -v),
 # printed last so that a CI log cut to its end still says why.
 failed_tails() {
@@ -422,6 +420,8 @@ failed_tails() {
 	done
 }
 
+cmd=${1:-}
+[[ $# -gt 0 ]] && shift
 case $cmd in
 deps)
 	host_deps image
